@@ -1,0 +1,230 @@
+"""Declarative parameter specs.
+
+One list of :class:`Param` per lesson drives everything a control needs (the idea of
+tensorflow/playground's ``state.ts``): the Streamlit widgets (``pages/_ui.py``), validation, the page's
+URL (``st.query_params``) and the CLI flags (``argparse``).  Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .losses import LOSSES
+
+
+class ParamError(ValueError):
+    """A value that cannot be used; the message is written for the person who typed it."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One control: name (URL key and CLI flag), kind, range, step, default and help text.
+
+    kind is one of ``float``, ``int``, ``bool``, ``choice`` (one of ``choices``) and ``multi``
+    (a subset of ``choices``, a comma-separated list in the URL).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    label: str = ""
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    format: str | None = None  # printf-style format for sliders, e.g. "%.2f"
+    labels: dict[Any, str] = field(default_factory=dict)  # display names for choices
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    def display(self, choice: Any) -> str:
+        return self.labels.get(choice, str(choice))
+
+    def coerce(self, value: Any) -> Any:
+        """Convert and check a value (a Python value or URL/CLI text); raise ParamError if it is unusable."""
+        k = self.kind
+        try:
+            if k == "bool":
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in _TRUE | _FALSE:
+                        raise ParamError(f"{self.title}: expected true/false, got {value!r}")
+                    return low in _TRUE
+                return bool(value)
+            if k in ("float", "int"):
+                if isinstance(value, bool):
+                    raise ParamError(f"{self.title}: expected a number, got {value!r}")
+                num = float(value)
+                if not math.isfinite(num):
+                    raise ParamError(f"{self.title}: {value!r} is not a finite number")
+                if k == "int":
+                    if num != int(num):
+                        raise ParamError(f"{self.title}: expected a whole number, got {value!r}")
+                    num = int(num)
+                if self.min is not None and num < self.min or self.max is not None and num > self.max:
+                    raise ParamError(f"{self.title}: {value} is outside the allowed range {self.min}–{self.max}")
+                return num
+            if k == "choice":
+                for c in self.choices:
+                    if value == c or str(value) == str(c):
+                        return c
+                raise ParamError(f"{self.title}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+            if k == "multi":
+                items = [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+                out = []
+                for item in items:
+                    match = [c for c in self.choices if item == c or str(item) == str(c)]
+                    if not match:
+                        raise ParamError(f"{self.title}: {item!r} is not one of {', '.join(map(str, self.choices))}")
+                    if match[0] not in out:
+                        out.append(match[0])
+                return tuple(out)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ParamError):
+                raise
+            raise ParamError(f"{self.title}: cannot read {value!r} as {k}") from None
+        raise ParamError(f"{self.title}: unknown parameter kind {k!r}")
+
+    def to_text(self, value: Any) -> str:
+        """The URL/CLI form of a value; :meth:`coerce` reads it back to the same value."""
+        if self.kind == "bool":
+            return "true" if value else "false"
+        if self.kind == "multi":
+            return ",".join(map(str, value))
+        if self.kind == "float":
+            return repr(float(value))
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """An ordered set of :class:`Param` with the operations every page and the CLI share."""
+
+    params: tuple[Param, ...]
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate parameter names in spec: {names}")
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def __contains__(self, name: str) -> bool:
+        return any(p.name == name for p in self.params)
+
+    def __iter__(self):
+        return iter(self.params)
+
+    def __add__(self, other: Spec) -> Spec:
+        return Spec(self.params + other.params)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def with_defaults(self, **defaults: Any) -> Spec:
+        """A copy with other default values (for example a lesson's low-dimensional presets)."""
+        return Spec(tuple(replace(p, default=defaults.get(p.name, p.default)) for p in self.params))
+
+    def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Coerce every value; missing ones take the default. Raises ParamError listing all problems."""
+        out, errors = {}, []
+        for p in self.params:
+            try:
+                out[p.name] = p.coerce(values[p.name]) if p.name in values else p.default
+            except ParamError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ParamError("; ".join(errors))
+        return out
+
+    def from_query(self, query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Read URL parameters; a bad value falls back to its default and adds a notice (never raises)."""
+        values, notices = self.defaults(), []
+        for p in self.params:
+            if p.name not in query:
+                continue
+            raw = query[p.name]
+            if isinstance(raw, list):  # st.query_params.to_dict() keeps the last; be lenient with lists
+                raw = raw[-1] if raw else ""
+            try:
+                values[p.name] = p.coerce(raw)
+            except ParamError as exc:
+                notices.append(f"{exc} — using the default {p.to_text(p.default)}.")
+        return values, notices
+
+    def to_query(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """URL parameters for values: every parameter is written, so a shared link is exact."""
+        return {p.name: p.to_text(values.get(p.name, p.default)) for p in self.params}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """One ``--flag`` per parameter (dashes for underscores), defaulting to the spec's default."""
+        for p in self.params:
+            flag = "--" + p.name.replace("_", "-")
+            help_text = (p.help or p.title) + f" (default: {p.to_text(p.default)})"
+            if p.kind == "bool":
+                parser.add_argument(flag, dest=p.name, default=None, type=str, metavar="{true,false}",
+                                    help=help_text)
+            elif p.kind == "choice":
+                parser.add_argument(flag, dest=p.name, default=None, choices=[str(c) for c in p.choices],
+                                    help=help_text)
+            else:
+                parser.add_argument(flag, dest=p.name, default=None, type=str, help=help_text)
+
+    def from_namespace(self, ns: argparse.Namespace) -> dict[str, Any]:
+        """Values from parsed CLI flags (validated; raises ParamError with every problem)."""
+        given = {p.name: getattr(ns, p.name) for p in self.params if getattr(ns, p.name, None) is not None}
+        return self.validate(given)
+
+    def subset(self, names: Iterable[str]) -> Spec:
+        keep = set(names)
+        return Spec(tuple(p for p in self.params if p.name in keep))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss parameters shared by every lesson.  Ranges are the ones the UI allows; the loss library is
+# tested to give finite losses and gradients over all of them.
+
+LOSS_SPEC = Spec((
+    Param("loss", "choice", "arcface", "Loss", "Which member of the margin family to use.",
+          choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
+    Param("s", "float", 16.0, "scale s", "Feature scale after L2 normalisation: logits are s·cos θ.",
+          min=1.0, max=64.0, step=0.5, format="%.1f"),
+    Param("m1", "float", 1.0, "m1 (multiplicative angle)", "SphereFace margin: cos(m1·θ). 1 = none.",
+          min=0.8, max=2.0, step=0.05, format="%.2f"),
+    Param("m2", "float", 0.2, "m2 (additive angle, rad)", "ArcFace margin: cos(θ + m2). 0 = none.",
+          min=0.0, max=1.0, step=0.01, format="%.2f"),
+    Param("m3", "float", 0.0, "m3 (additive cosine)", "CosFace margin: cos θ − m3. 0 = none.",
+          min=0.0, max=0.6, step=0.01, format="%.2f"),
+    Param("m", "int", 4, "m (A-Softmax)", "Integer angular multiplier of the original SphereFace ψ(θ).",
+          min=1, max=6, step=1),
+    Param("lam", "float", 5.0, "λ (A-Softmax)", "Blend (λ cos θ + ψ(θ))/(1+λ); the floor of the annealing.",
+          min=0.0, max=100.0, step=0.5, format="%.1f"),
+    Param("margin", "float", 0.2, "triplet margin (rad)", "Angular triplet margin m: θ_ap + m ≤ θ_an.",
+          min=0.0, max=1.0, step=0.01, format="%.2f"),
+    Param("easy_margin", "bool", False, "easy margin", "Apply the margin only where cos θ > 0."),
+))
+
+
+def loss_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of make_loss for the selected loss: only the parameters it uses."""
+    info = LOSSES[values["loss"]]
+    return {k: values[k] for k in info.params if k in values}

@@ -1,0 +1,1 @@
+"""Pure plotting functions: arrays in, plotly Figure out (no Streamlit)."""
