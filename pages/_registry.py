@@ -1,0 +1,12 @@
+"""The app's pages in navigation order: one row each (file, title, url path, icon, section).
+
+app.py builds st.navigation from this list and the browser tests visit every row, so a new page
+is added here once.
+"""
+
+PAGES = [
+    ("pages/home.py", "The margin family", "home", ":material/functions:", "Lessons"),
+    ("pages/target_logit.py", "Target logit vs angle", "target-logit", ":material/show_chart:", "Lessons"),
+    ("pages/decision_margins.py", "Decision margins", "decision-margins", ":material/call_split:", "Lessons"),
+    ("pages/toy_training.py", "Live training: toy data", "toy-training", ":material/scatter_plot:", "Training"),
+]
