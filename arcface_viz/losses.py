@@ -337,11 +337,12 @@ class MarginLoss(nn.Module):
         if not self.training:
             return
         x = F.normalize(embeddings.detach().float(), dim=1)
-        sums = torch.zeros_like(self.weight).index_add_(0, labels, x)
+        old = self.weight.float()
+        sums = torch.zeros_like(old).index_add_(0, labels, x)
         present = torch.bincount(labels, minlength=self.num_classes) > 0
-        fresh = self.weight.norm(dim=1) == 0
-        new = torch.where(fresh[:, None], sums, momentum * self.weight + (1 - momentum) * F.normalize(sums, dim=1))
-        self.weight[present] = F.normalize(new[present], dim=1)
+        fresh = old.norm(dim=1) == 0
+        new = torch.where(fresh[:, None], sums, momentum * old + (1 - momentum) * F.normalize(sums, dim=1))
+        self.weight[present] = F.normalize(new[present], dim=1).to(self.weight.dtype)
 
 
 def make_loss(name: str, num_classes: int, embedding_dim: int, **params: Any) -> MarginLoss:

@@ -8,5 +8,4 @@ PAGES = [
     ("pages/home.py", "The margin family", "home", ":material/functions:", "Lessons"),
     ("pages/target_logit.py", "Target logit vs angle", "target-logit", ":material/show_chart:", "Lessons"),
     ("pages/decision_margins.py", "Decision margins", "decision-margins", ":material/call_split:", "Lessons"),
-    ("pages/toy_training.py", "Live training: toy data", "toy-training", ":material/scatter_plot:", "Training"),
 ]
