@@ -1,0 +1,434 @@
+"""Target-logit curves and decision-margin geometry (numpy only; the maths behind Fig. 4(b) and Fig. 5).
+
+Every cosine-head loss turns the target cosine into f(θ) = cos(m1·θ + m2) − m3 (paper eq. L4).  This
+module draws f (Fig. 4b), follows the cross entropy of one sample as its target angle moves, and works
+out where two classes' decision regions end on the (θ1, θ2) plane and on the unit circle (Fig. 5).
+
+For the geometry we use the curve the loss trains with (``monotonic=True`` in
+:func:`arcface_viz.losses.target_logit`): it is strictly decreasing on [0, π], so every boundary below
+is a single crossing found by bisection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .losses import a_softmax_target, extension_threshold, target_logit, target_logit_slope
+
+# Fig. 4(b): x from 20° to 100°, y from −1.2 to 1.
+FIG4B_RANGE_DEG: tuple[float, float] = (20.0, 100.0)
+FULL_RANGE_DEG: tuple[float, float] = (0.0, 180.0)
+FIG4B_Y_RANGE: tuple[float, float] = (-1.2, 1.0)
+
+# Fig. 5 region labels
+NEITHER, CLASS1, CLASS2, BOTH = 0, 1, 2, 3
+REGION_NAMES = {NEITHER: "margin (neither wins)", CLASS1: "class 1 wins", CLASS2: "class 2 wins",
+                BOTH: "overlap (both win: negative margin)"}
+
+
+def _check_margins(m1: float, m2: float, m3: float) -> None:
+    for name, v in (("m1", m1), ("m2", m2), ("m3", m3)):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v}")
+    if m1 <= 0:
+        raise ValueError(f"m1 must be > 0, got {m1}")
+
+
+def _check_ce(s: float, num_classes: int, other_cos: float) -> None:
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"the scale s must be > 0, got {s}")
+    if int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be a whole number ≥ 2, got {num_classes}")
+    if not (math.isfinite(other_cos) and -1.0 <= other_cos <= 1.0):
+        raise ValueError(f"other_cos must lie in [−1, 1], got {other_cos}")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 4(b) curves
+
+
+@dataclass(frozen=True)
+class Fig4bCurve:
+    """One target-logit curve of Fig. 4(b).
+
+    kind ``"margin"``: f(θ) = cos(m1·θ + m2) − m3 with params m1, m2, m3;
+    kind ``"a_softmax"``: the original SphereFace (λ cos θ + ψ(θ)) / (1 + λ) with params m, lam.
+    """
+
+    key: str
+    label: str
+    kind: str
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("margin", "a_softmax"):
+            raise ValueError(f"curve kind must be 'margin' or 'a_softmax', got {self.kind!r}")
+        if self.kind == "margin":
+            _check_margins(*self.margins)
+        else:
+            m, lam = self.params.get("m", 4), self.params.get("lam", 5.0)
+            if int(m) != m or m < 1:
+                raise ValueError(f"A-Softmax m must be a whole number ≥ 1, got {m}")
+            if not (math.isfinite(lam) and lam >= 0):
+                raise ValueError(f"A-Softmax λ must be ≥ 0, got {lam}")
+
+    @property
+    def margins(self) -> tuple[float, float, float]:
+        """(m1, m2, m3) of a margin curve (defaults 1, 0, 0)."""
+        p = self.params
+        return float(p.get("m1", 1.0)), float(p.get("m2", 0.0)), float(p.get("m3", 0.0))
+
+    @property
+    def theta_star(self) -> float | None:
+        """θ* = (π − m2)/m1 where cos(m1·θ + m2) turns back up, or None when it stays below π (or A-Softmax)."""
+        if self.kind != "margin":
+            return None
+        m1, m2, _ = self.margins
+        t = extension_threshold(m1, m2)
+        return t if t < math.pi else None
+
+    def evaluate(self, theta, monotonic: bool = False, easy_margin: bool = False) -> np.ndarray:
+        """The target logit at θ (radians): the raw formula, or with ``monotonic`` the training curve."""
+        theta = np.asarray(theta, dtype=float)
+        if self.kind == "a_softmax":
+            return a_softmax_target(theta, int(self.params.get("m", 4)), float(self.params.get("lam", 5.0)))
+        m1, m2, m3 = self.margins
+        return target_logit(theta, m1, m2, m3, monotonic=monotonic, easy_margin=easy_margin)
+
+    def slope(self, theta, easy_margin: bool = False) -> np.ndarray:
+        """df/dθ of the training curve."""
+        theta = np.asarray(theta, dtype=float)
+        if self.kind == "a_softmax":
+            m, lam = int(self.params.get("m", 4)), float(self.params.get("lam", 5.0))
+            return (-lam * np.sin(theta) + a_softmax_psi_slope(theta, m)) / (1.0 + lam)
+        m1, m2, m3 = self.margins
+        return target_logit_slope(theta, m1, m2, m3, monotonic=True, easy_margin=easy_margin)
+
+    def sample_loss(self, theta, s: float, num_classes: int, other_cos: float = 0.0,
+                    easy_margin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`sample_loss` (or :func:`a_softmax_sample_loss` with ‖x‖ = s) for this curve."""
+        if self.kind == "a_softmax":
+            return a_softmax_sample_loss(theta, s, num_classes, int(self.params.get("m", 4)),
+                                         float(self.params.get("lam", 5.0)), other_cos)
+        return sample_loss(theta, s, num_classes, *self.margins, other_cos=other_cos, easy_margin=easy_margin)
+
+
+def margin_curve(label: str, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, key: str | None = None
+                 ) -> Fig4bCurve:
+    """A margin curve cos(m1·θ + m2) − m3 with a label (key defaults to ``"custom"``)."""
+    return Fig4bCurve(key or "custom", label, "margin", {"m1": float(m1), "m2": float(m2), "m3": float(m3)})
+
+
+FIG4B_CURVES: tuple[Fig4bCurve, ...] = (
+    margin_curve("Softmax (1,0,0)", 1.0, 0.0, 0.0, key="softmax"),
+    Fig4bCurve("sphereface_a", "SphereFace (m=4, λ=5)", "a_softmax", {"m": 4, "lam": 5.0}),
+    margin_curve("SphereFace (1.35,0,0)", 1.35, 0.0, 0.0, key="sphereface"),
+    margin_curve("ArcFace (1,0.5,0)", 1.0, 0.5, 0.0, key="arcface"),
+    margin_curve("CosFace (1,0,0.35)", 1.0, 0.0, 0.35, key="cosface"),
+    margin_curve("CM1 (1,0.3,0.2)", 1.0, 0.3, 0.2, key="cm1"),
+    margin_curve("CM2 (0.9,0.4,0.15)", 0.9, 0.4, 0.15, key="cm2"),
+)
+"""The seven curves of Fig. 4(b), in the paper's legend order."""
+
+FIG4B_BY_KEY: dict[str, Fig4bCurve] = {c.key: c for c in FIG4B_CURVES}
+
+# Fig. 5's four cosine-head panels (paper defaults) plus the two combined margins.
+FIG5_CURVES: tuple[Fig4bCurve, ...] = (
+    margin_curve("Norm-Softmax", 1.0, 0.0, 0.0, key="norm_softmax"),
+    margin_curve("SphereFace (m1=1.35)", 1.35, 0.0, 0.0, key="sphereface"),
+    margin_curve("CosFace (m3=0.35)", 1.0, 0.0, 0.35, key="cosface"),
+    margin_curve("ArcFace (m2=0.5)", 1.0, 0.5, 0.0, key="arcface"),
+)
+FIG5_WIDTH_CURVES: tuple[Fig4bCurve, ...] = FIG5_CURVES + (FIG4B_BY_KEY["cm1"], FIG4B_BY_KEY["cm2"])
+
+CurveLike = Fig4bCurve | tuple[str, float, float, float]
+
+
+def as_curve(obj: CurveLike) -> Fig4bCurve:
+    """A :class:`Fig4bCurve`, or a (label, m1, m2, m3) tuple turned into one."""
+    if isinstance(obj, Fig4bCurve):
+        return obj
+    if isinstance(obj, Sequence) and len(obj) == 4 and isinstance(obj[0], str):
+        label, m1, m2, m3 = obj
+        return margin_curve(label, m1, m2, m3)
+    raise ValueError(f"expected a Fig4bCurve or (label, m1, m2, m3), got {obj!r}")
+
+
+def theta_grid_deg(full_range: bool = False, points: int | None = None) -> np.ndarray:
+    """θ in degrees: Fig. 4(b)'s 20°–100° or the full 0°–180°; default step 0.5°."""
+    lo, hi = FULL_RANGE_DEG if full_range else FIG4B_RANGE_DEG
+    if points is None:
+        points = int(round((hi - lo) / 0.5)) + 1
+    if int(points) != points or points < 2:
+        raise ValueError(f"points must be a whole number ≥ 2, got {points}")
+    return np.linspace(lo, hi, int(points))
+
+
+def curve_table(curves: Iterable[CurveLike] = FIG4B_CURVES, theta_deg=None, monotonic: bool = False
+                ) -> dict[str, np.ndarray]:
+    """Fig. 4(b) as columns: ``theta_deg`` then one target-logit column per curve (keyed by curve key).
+
+    Duplicate keys get a numeric suffix so that no column is lost.
+    """
+    theta_deg = theta_grid_deg() if theta_deg is None else np.asarray(theta_deg, dtype=float)
+    table: dict[str, np.ndarray] = {"theta_deg": theta_deg}
+    for c in map(as_curve, curves):
+        key, i = c.key, 2
+        while key in table:
+            key, i = f"{c.key}_{i}", i + 1
+        table[key] = c.evaluate(np.radians(theta_deg), monotonic=monotonic)
+    return table
+
+
+def a_softmax_psi_slope(theta, m: int = 4) -> np.ndarray:
+    """dψ/dθ = −(−1)^k · m·sin(mθ) on [kπ/m, (k+1)π/m] (A-Softmax, SphereFace eq. 7)."""
+    theta = np.asarray(theta, dtype=float)
+    k = np.clip(np.floor(theta * m / math.pi), 0, m - 1)
+    sign = 1 - 2 * (k % 2)
+    return -sign * m * np.sin(m * theta)
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample's loss against its target angle
+
+
+def _cross_entropy(target, dtarget, other: float, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """L = log(1 + (n−1)·e^{other − target}) = softplus(z), z = other − target + log(n−1); dL = −σ(z)·dtarget."""
+    z = other - target + math.log(num_classes - 1)
+    loss = np.logaddexp(0.0, z)
+    sigma = np.exp(z - loss)  # σ(z) without overflow
+    return loss, -sigma * dtarget
+
+
+def sample_loss(theta, s: float, num_classes: int, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0,
+                other_cos: float = 0.0, easy_margin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Cross entropy of one sample whose target angle is θ and whose n−1 other logits are s·other_cos.
+
+    L(θ) = −log e^{s·f(θ)} / (e^{s·f(θ)} + (n−1)·e^{s·other_cos}), f the training curve
+    (monotonic; ``easy_margin`` as in the loss).  Returns (L, dL/dθ) with
+    dL/dθ = −s·f'(θ)·σ(s·(other_cos − f(θ)) + log(n−1)).  other_cos = 0 is the random-init case of
+    Fig. 4(a): in high dimension every centre is nearly orthogonal to the feature.
+    """
+    _check_ce(s, num_classes, other_cos)
+    _check_margins(m1, m2, m3)
+    theta = np.asarray(theta, dtype=float)
+    f = target_logit(theta, m1, m2, m3, monotonic=True, easy_margin=easy_margin)
+    df = target_logit_slope(theta, m1, m2, m3, monotonic=True, easy_margin=easy_margin)
+    return _cross_entropy(s * f, s * df, s * other_cos, int(num_classes))
+
+
+def a_softmax_sample_loss(theta, norm: float, num_classes: int, m: int = 4, lam: float = 5.0,
+                          other_cos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_loss` for A-Softmax at feature norm ‖x‖: target ‖x‖·(λ cos θ + ψ(θ))/(1 + λ)."""
+    _check_ce(norm, num_classes, other_cos)
+    curve = Fig4bCurve("a_softmax", "A-Softmax", "a_softmax", {"m": m, "lam": lam})
+    theta = np.asarray(theta, dtype=float)
+    return _cross_entropy(norm * curve.evaluate(theta), norm * curve.slope(theta), norm * other_cos,
+                          int(num_classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 5: binary decision margins
+
+
+def _train_curve(m1: float, m2: float, m3: float) -> Callable[[np.ndarray], np.ndarray]:
+    _check_margins(m1, m2, m3)
+    return lambda t: target_logit(t, m1, m2, m3, monotonic=True)
+
+
+def boundary_theta2(theta1, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
+    """Class 1's boundary on the (θ1, θ2) plane: f(θ1) = cos θ2 ⇒ θ2 = arccos(clip(f(θ1), −1, 1)) (Fig. 5).
+
+    Class 1 wins above it (θ2 larger); class 2's boundary is the mirror image θ1 = boundary_theta2(θ2).
+    ArcFace gives θ2 = θ1 + m2, CosFace cos θ1 − m3 = cos θ2, SphereFace cos(m1·θ1) = cos θ2.
+    """
+    f = _train_curve(m1, m2, m3)
+    return np.arccos(np.clip(f(np.asarray(theta1, dtype=float)), -1.0, 1.0))
+
+
+def decide(theta1, theta2, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
+    """Fig. 5's two-class rule: class k wins iff f(θ_k) > cos θ_other.
+
+    Returns CLASS1, CLASS2, NEITHER (the margin) or BOTH (only when the margin is negative, e.g. m1 < 1).
+    """
+    f = _train_curve(m1, m2, m3)
+    t1, t2 = np.broadcast_arrays(np.asarray(theta1, dtype=float), np.asarray(theta2, dtype=float))
+    win1 = f(t1) > np.cos(t2)
+    win2 = f(t2) > np.cos(t1)
+    return np.where(win1 & win2, BOTH, np.where(win1, CLASS1, np.where(win2, CLASS2, NEITHER)))
+
+
+def _check_phi(phi: np.ndarray) -> None:
+    if not np.all(np.isfinite(phi)) or np.any(phi < 0) or np.any(phi > math.pi + 1e-12):
+        raise ValueError("the angle φ between W1 and W2 must lie in [0, π]")
+
+
+def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iterations: int = 80) -> np.ndarray:
+    """t* ∈ [0, φ] where class 1's region ends on the arc from W1 (angle 0) to W2 (angle φ).
+
+    Solves f(t) = cos(φ − t) by vectorised bisection (the left side decreases, the right increases, so
+    the crossing is unique); t* = 0 when class 1 wins nowhere on the arc, i.e. f(0) ≤ cos φ.
+    """
+    f = _train_curve(m1, m2, m3)
+    phi = np.asarray(phi, dtype=float)
+    _check_phi(phi)
+    phi = np.minimum(phi, math.pi)
+    lo, hi = np.zeros_like(phi), phi.copy()
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        above = f(mid) > np.cos(phi - mid)
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    t = 0.5 * (lo + hi)
+    return np.where(f(np.zeros_like(phi)) > np.cos(phi), t, 0.0)
+
+
+def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
+    """Angular width of the grey band on the arc between W1 and W2 at angle φ apart (Fig. 5): φ − 2t*.
+
+    = φ when the margin swallows the whole arc (φ ≤ :func:`swallow_angle`); negative when the classes
+    overlap (a negative margin, e.g. m1 < 1 with m2 = m3 = 0).  ArcFace: exactly m2 for every φ > m2;
+    CosFace and SphereFace: it changes with φ.
+    """
+    phi = np.asarray(phi, dtype=float)
+    return phi - 2.0 * margin_crossing(phi, m1, m2, m3)
+
+
+def swallow_angle(m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> float:
+    """φ_c = arccos(f(0)) = arccos(cos m2 − m3): for φ ≤ φ_c neither class wins anywhere on the arc.
+
+    ArcFace: φ_c = m2; CosFace: arccos(1 − m3); SphereFace and Norm-Softmax: 0.
+    """
+    return float(np.arccos(np.clip(_train_curve(m1, m2, m3)(np.zeros(())), -1.0, 1.0)))
+
+
+@dataclass(frozen=True)
+class WidthRange:
+    """The readout of :func:`width_range`: min/max width (radians) over the φ where the arc is not swallowed."""
+
+    phi: np.ndarray
+    width: np.ndarray
+    min: float
+    max: float
+    constant: bool
+    swallow_angle: float
+
+    def describe(self) -> str:
+        lo, hi, sw = (math.degrees(v) for v in (self.min, self.max, self.swallow_angle))
+        if self.constant:
+            text = f"width {lo:.2f}° for every φ in range"
+        else:
+            text = f"width varies from {lo:.2f}° to {hi:.2f}°"
+        return text + (f"; the margin swallows the whole arc for φ ≤ {sw:.2f}°" if sw > 0 else "")
+
+
+def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0,
+                n: int = 361, tol: float = 1e-7) -> WidthRange:
+    """Is the margin width constant over φ ∈ [phi_lo, phi_hi] (radians)?  Min/max over φ > φ_c.
+
+    φ at or below :func:`swallow_angle` (where the width is just φ) is left out of min/max; if the whole
+    range is swallowed, min/max are taken over all of it.
+    """
+    if not (0.0 <= phi_lo <= phi_hi <= math.pi):
+        raise ValueError("need 0 ≤ phi_lo ≤ phi_hi ≤ π")
+    sw = swallow_angle(m1, m2, m3)
+    phi = np.linspace(phi_lo, phi_hi, n)
+    width = margin_width(phi, m1, m2, m3)
+    open_arc = phi > sw + tol
+    w = width[open_arc] if open_arc.any() else width
+    lo, hi = float(w.min()), float(w.max())
+    return WidthRange(phi, width, lo, hi, bool(hi - lo <= tol), sw)
+
+
+def circle_regions(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, n: int = 721,
+                   alpha=None) -> tuple[np.ndarray, np.ndarray]:
+    """Directions α on the unit circle (W1 at angle 0, W2 at φ) and their labels under :func:`decide`.
+
+    θ1, θ2 are the angular distances from α to W1 and W2 (in [0, π]).  Default α: n points over
+    [0, 2π] (endpoint included, 0.5° apart for n = 721).  Returns (alpha, labels).
+    """
+    _check_phi(np.asarray(phi, dtype=float))
+    alpha = np.linspace(0.0, 2 * math.pi, n) if alpha is None else np.asarray(alpha, dtype=float)
+    theta1 = angular_distance(alpha, 0.0)
+    theta2 = angular_distance(alpha, phi)
+    return alpha, decide(theta1, theta2, m1, m2, m3)
+
+
+def angular_distance(a, b) -> np.ndarray:
+    """The angle in [0, π] between directions a and b (radians) on the circle."""
+    d = np.mod(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), 2 * math.pi)
+    return np.minimum(d, 2 * math.pi - d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 5, plain Softmax: a line in feature space, no margin
+
+
+def softmax_boundary(w1, w2, b1: float = 0.0, b2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The Softmax boundary (W1 − W2)·x + b1 − b2 = 0 (Fig. 5, left) as (point, unit direction).
+
+    The point is the one nearest the origin.  It has no margin, and a feature's class depends on its
+    norm as well as its angle unless b1 = b2.  Raises ValueError when W1 = W2 (no line).
+    """
+    normal = np.asarray(w1, dtype=float) - np.asarray(w2, dtype=float)
+    if normal.shape != (2,):
+        raise ValueError("W1 and W2 must be 2-D vectors")
+    nn2 = float(normal @ normal)
+    if nn2 < 1e-18:
+        raise ValueError("W1 = W2: the two logits differ only by the bias, so there is no boundary line")
+    point = -(b1 - b2) * normal / nn2
+    direction = np.array([-normal[1], normal[0]]) / math.sqrt(nn2)
+    return point, direction
+
+
+def clip_line(point, direction, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Endpoints (2×2) of the line point + t·direction inside box = (xmin, xmax, ymin, ymax), or None."""
+    p, d = np.asarray(point, dtype=float), np.asarray(direction, dtype=float)
+    t_lo, t_hi = -np.inf, np.inf
+    for axis, (lo, hi) in enumerate(((box[0], box[1]), (box[2], box[3]))):
+        if abs(d[axis]) < 1e-15:
+            if not lo <= p[axis] <= hi:
+                return None
+            continue
+        ta, tb = sorted(((lo - p[axis]) / d[axis], (hi - p[axis]) / d[axis]))
+        t_lo, t_hi = max(t_lo, ta), min(t_hi, tb)
+    if t_lo > t_hi:
+        return None
+    return np.stack([p + t_lo * d, p + t_hi * d])
+
+
+def softmax_boundary_segment(w1, w2, b1: float = 0.0, b2: float = 0.0,
+                             box: tuple[float, float, float, float] = (-2.0, 2.0, -2.0, 2.0)) -> np.ndarray | None:
+    """:func:`softmax_boundary` clipped to a box: endpoints as a 2×2 array, or None if it misses the box."""
+    return clip_line(*softmax_boundary(w1, w2, b1, b2), box)
+
+
+def softmax_decide(x, w1, w2, b1: float = 0.0, b2: float = 0.0) -> np.ndarray:
+    """Softmax's winner for features x (…, 2): CLASS1 if W1·x + b1 > W2·x + b2, CLASS2 if less, NEITHER on a tie."""
+    x = np.asarray(x, dtype=float)
+    diff = x @ (np.asarray(w1, dtype=float) - np.asarray(w2, dtype=float)) + (b1 - b2)
+    return np.where(diff > 0, CLASS1, np.where(diff < 0, CLASS2, NEITHER))
+
+
+def softmax_flip_radius(angle: float, w1, w2, b1: float = 0.0, b2: float = 0.0) -> float | None:
+    """The norm r > 0 at which a feature r·(cos a, sin a) changes class under Softmax, or None.
+
+    Solves (W1 − W2)·u·r + b1 − b2 = 0: with unequal biases the class of a direction depends on ‖x‖,
+    which is what the normalised losses remove.
+    """
+    u = np.array([math.cos(angle), math.sin(angle)])
+    slope = float(u @ (np.asarray(w1, dtype=float) - np.asarray(w2, dtype=float)))
+    if abs(slope) < 1e-15:
+        return None
+    r = -(b1 - b2) / slope
+    return r if r > 0 else None
+
+
+def curve_params(curve: Fig4bCurve) -> dict[str, Any]:
+    """The parameters of a curve as a plain dict (for JSON)."""
+    return {k: (int(v) if k == "m" else float(v)) for k, v in curve.params.items()}

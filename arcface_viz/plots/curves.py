@@ -1,0 +1,133 @@
+"""Fig. 4(b) target-logit curves and one sample's loss against its target angle (plotly, no Streamlit)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..geometry import FIG4B_CURVES, FIG4B_Y_RANGE, CurveLike, as_curve, theta_grid_deg
+
+# Okabe–Ito, the colour-blind-safe palette (yellow left out: too pale on white).
+OKABE_ITO = {
+    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
+}
+CURVE_COLOURS = ("#000000", "#CC79A7", "#56B4E9", "#D55E00", "#009E73", "#0072B2", "#E69F00")
+CURVE_DASHES = ("solid", "dashdot", "longdash")  # cycle after the seven colours are used
+FONT_SIZE = 15
+
+
+def curve_style(i: int) -> dict:
+    """Colour and dash of the i-th curve of a plot (Fig. 4(b) order gives each paper curve its own colour)."""
+    return {"color": CURVE_COLOURS[i % len(CURVE_COLOURS)],
+            "dash": CURVE_DASHES[(i // len(CURVE_COLOURS)) % len(CURVE_DASHES)]}
+
+
+def style_figure(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
+    """The common look: white template, readable fonts, legend below the title."""
+    fig.update_layout(
+        template="plotly_white", title={"text": title, "x": 0.01, "font": {"size": FONT_SIZE + 3}},
+        font={"size": FONT_SIZE}, height=height, margin={"l": 70, "r": 20, "t": 90, "b": 60},
+        legend={"font": {"size": FONT_SIZE - 2}}, hoverlabel={"font_size": FONT_SIZE - 1},
+    )
+    return fig
+
+
+def _degree_axis(full_range: bool) -> dict:
+    lo, hi = (0.0, 180.0) if full_range else (20.0, 100.0)
+    return {"range": [lo, hi], "dtick": 30 if full_range else 10, "ticksuffix": "°"}
+
+
+def target_logit_figure(curves: Sequence[CurveLike] = FIG4B_CURVES, full_range: bool = False,
+                        monotonic: bool = False, points: int | None = None, title: str | None = None
+                        ) -> go.Figure:
+    """Fig. 4(b): target logit f(θ) against θ (degrees), 20°–100° or, with ``full_range``, 0°–180°.
+
+    Solid: the formula cos(m1·θ + m2) − m3 (with ``monotonic``, the curve the loss trains with).  In the
+    full range each curve that turns back at θ* = (π − m2)/m1 gets a marker there and its monotonic
+    extension cos θ − m3 − c drawn dashed.  ``curves``: Fig4bCurve objects or (label, m1, m2, m3).
+    """
+    items = [as_curve(c) for c in curves]
+    if not items:
+        raise ValueError("target_logit_figure needs at least one curve")
+    deg = theta_grid_deg(full_range, points)
+    theta = np.radians(deg)
+    fig = go.Figure()
+    y_min = FIG4B_Y_RANGE[0]
+    for i, c in enumerate(items):
+        st = curve_style(i)
+        y = c.evaluate(theta, monotonic=monotonic)
+        y_min = min(y_min, float(y.min()) - 0.05)
+        fig.add_trace(go.Scatter(
+            x=deg, y=y, mode="lines", name=c.label, legendgroup=c.key + str(i),
+            line={"color": st["color"], "dash": st["dash"], "width": 3},
+            hovertemplate="θ = %{x:.1f}°<br>f = %{y:.3f}<extra>" + c.label + "</extra>",
+        ))
+        t_star = c.theta_star
+        if not full_range or t_star is None:
+            continue
+        m1, m2, m3 = c.margins
+        if not monotonic:
+            ext_deg = np.linspace(math.degrees(t_star), 180.0, 60)
+            ext = c.evaluate(np.radians(ext_deg), monotonic=True)
+            y_min = min(y_min, float(ext.min()) - 0.05)
+            fig.add_trace(go.Scatter(
+                x=ext_deg, y=ext, mode="lines", name=f"{c.label}: monotonic extension",
+                legendgroup=c.key + str(i), showlegend=False,
+                line={"color": st["color"], "dash": "dash", "width": 2},
+                hovertemplate="θ = %{x:.1f}°<br>cos θ − m3 − c = %{y:.3f}<extra>training curve</extra>",
+            ))
+        fig.add_trace(go.Scatter(
+            x=[math.degrees(t_star)], y=[-1.0 - m3], mode="markers", name=f"θ* of {c.label}",
+            legendgroup=c.key + str(i), showlegend=False,
+            marker={"color": st["color"], "size": 11, "symbol": "diamond", "line": {"color": "white", "width": 1}},
+            hovertemplate="θ* = (π − m2)/m1 = %{x:.1f}°<extra>" + c.label + "</extra>",
+        ))
+    subtitle = ("training curve (monotonic past θ*)" if monotonic else
+                "◆ θ* where cos(m1·θ + m2) turns back; dashed: the monotonic extension used in training"
+                if full_range else "the paper's range, 20°–100°")
+    style_figure(fig, (title or "Target logit curves (Fig. 4b)") + f"<br><sup>{subtitle}</sup>")
+    fig.update_xaxes(title_text="θ between feature and target centre", **_degree_axis(full_range))
+    fig.update_yaxes(title_text="target logit f(θ)", range=[y_min, FIG4B_Y_RANGE[1] + 0.05])
+    return fig
+
+
+def sample_loss_figure(curves: Sequence[CurveLike] = FIG4B_CURVES, s: float = 64.0, num_classes: int = 10,
+                       other_cos: float = 0.0, easy_margin: bool = False, full_range: bool = True,
+                       points: int | None = None, title: str | None = None) -> go.Figure:
+    """One sample's cross entropy L(θ) and its slope dL/dθ against the target angle θ (two rows).
+
+    The n − 1 other logits are s·other_cos (0: orthogonal, as at random initialisation, Fig. 4a);
+    see :func:`arcface_viz.geometry.sample_loss`.  A-Softmax curves use ‖x‖ = s.
+    """
+    items = [as_curve(c) for c in curves]
+    if not items:
+        raise ValueError("sample_loss_figure needs at least one curve")
+    deg = theta_grid_deg(full_range, points)
+    theta = np.radians(deg)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("loss L(θ)", "slope dL/dθ (per radian)"))
+    for i, c in enumerate(items):
+        st = curve_style(i)
+        loss, grad = c.sample_loss(theta, s, num_classes, other_cos, easy_margin=easy_margin)
+        for row, y, what in ((1, loss, "L"), (2, grad, "dL/dθ")):
+            fig.add_trace(go.Scatter(
+                x=deg, y=y, mode="lines", name=c.label, legendgroup=c.key + str(i), showlegend=row == 1,
+                line={"color": st["color"], "dash": st["dash"], "width": 2.5},
+                hovertemplate="θ = %{x:.1f}°<br>" + what + " = %{y:.4g}<extra>" + c.label + "</extra>",
+            ), row=row, col=1)
+    if deg[0] <= 90.0 <= deg[-1]:
+        fig.add_vline(x=90.0, line={"color": "#777777", "dash": "dot", "width": 1.5},
+                      annotation_text="random init", annotation_position="top right")
+    sub = f"s = {s:g}, n = {num_classes} classes, other logits s·{other_cos:g}"
+    style_figure(fig, (title or "One sample's loss against its target angle") + f"<br><sup>{sub}</sup>",
+                 height=640)
+    fig.update_xaxes(**_degree_axis(full_range))
+    fig.update_xaxes(title_text="θ between feature and target centre", row=2, col=1)
+    fig.update_yaxes(title_text="L", row=1, col=1)
+    fig.update_yaxes(title_text="dL/dθ", row=2, col=1)
+    return fig
