@@ -13,7 +13,7 @@ st.set_page_config(page_title="arcface-viz", page_icon=":material/radar:", layou
 sections: dict[str, list] = {}
 for path, title, url_path, icon, section in PAGES:
     sections.setdefault(section, []).append(st.Page(path, title=title, url_path=url_path, icon=icon,
-                                                    default=url_path == "home"))
+                                                    default=not url_path))
 page = st.navigation(sections)
 
 with st.sidebar:

@@ -228,3 +228,43 @@ def loss_params(values: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of make_loss for the selected loss: only the parameters it uses."""
     info = LOSSES[values["loss"]]
     return {k: values[k] for k in info.params if k in values}
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson specs.  Each lesson's page reads/writes exactly these names in its URL.
+
+
+def _fig4b_choices() -> tuple[tuple[str, ...], dict[str, str]]:
+    from .geometry import FIG4B_CURVES
+
+    return tuple(c.key for c in FIG4B_CURVES), {c.key: c.label for c in FIG4B_CURVES}
+
+
+_FIG4B_KEYS, _FIG4B_LABELS = _fig4b_choices()
+CLASS_COUNTS = (2, 8, 10, 100, 1000, 10575, 85742)  # 10,575 = CASIA-WebFace, 85,742 = MS1MV2 identities
+
+CURVES_SPEC = Spec((
+    Param("curves", "multi", _FIG4B_KEYS, "Paper curves (Fig. 4b)", "The presets of the paper's Fig. 4(b).",
+          choices=_FIG4B_KEYS, labels=_FIG4B_LABELS),
+    Param("custom", "bool", True, "Your curve", "Draw cos(m1·θ + m2) − m3 with the sliders below."),
+    *(LOSS_SPEC.subset(("m1", "m2", "m3")).with_defaults(m1=1.0, m2=0.3, m3=0.1)),
+    Param("full_range", "bool", False, "Full range 0°–180°",
+          "Show where cos(θ + m) turns back, beyond the paper's 20°–100°."),
+    Param("monotonic", "bool", False, "Training curve", "Draw the monotonic extension the loss trains with."),
+    *(LOSS_SPEC.subset(("s",)).with_defaults(s=64.0)),
+    Param("classes", "choice", 10575, "number of classes n", "Classes in the softmax denominator.",
+          choices=CLASS_COUNTS),
+))
+
+FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined")
+MARGINS_SPEC = Spec((
+    Param("loss", "choice", "arcface", "Loss", "Which loss's two-class decision margin to draw (Fig. 5).",
+          choices=FIG5_LOSSES, labels={k: LOSSES[k].label for k in FIG5_LOSSES}),
+    *LOSS_SPEC.subset(("m1", "m2", "m3")).with_defaults(m1=1.0, m2=0.5, m3=0.0),
+    Param("phi", "float", 90.0, "angle between W1 and W2 (°)", "The angle φ between the two class centres.",
+          min=5.0, max=180.0, step=1.0, format="%.0f°"),
+    Param("bias", "float", 0.0, "b1 − b2 (Softmax)", "Softmax's bias difference shifts its boundary line.",
+          min=-1.5, max=1.5, step=0.05, format="%.2f"),
+    Param("norm_ratio", "float", 1.0, "‖W2‖ / ‖W1‖ (Softmax)", "Unequal weight norms tilt Softmax's boundary.",
+          min=0.25, max=4.0, step=0.05, format="%.2f"),
+))

@@ -5,7 +5,7 @@ is added here once.
 """
 
 PAGES = [
-    ("pages/home.py", "The margin family", "home", ":material/functions:", "Lessons"),
+    ("pages/home.py", "The margin family", "", ":material/functions:", "Lessons"),
     ("pages/target_logit.py", "Target logit vs angle", "target-logit", ":material/show_chart:", "Lessons"),
     ("pages/decision_margins.py", "Decision margins", "decision-margins", ":material/call_split:", "Lessons"),
 ]

@@ -69,7 +69,7 @@ st.info(
 
 st.subheader("The lessons")
 for path, title, url_path, icon, _section in PAGES:
-    if url_path != "home":
+    if url_path:
         st.page_link(path, label=title, icon=icon)
 
 with st.expander("Every loss in the library, with its defaults"):

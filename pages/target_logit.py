@@ -1,0 +1,66 @@
+"""Lesson: target logit against angle (the paper's Fig. 4b), and what it does to one sample's loss."""
+
+import math
+
+import streamlit as st
+
+from arcface_viz.geometry import FIG4B_BY_KEY, margin_curve
+from arcface_viz.params import CURVES_SPEC
+from arcface_viz.plots.curves import sample_loss_figure, target_logit_figure
+from pages._ui import controls, page_state, sync_url
+
+PAGE = "target-logit"
+
+st.title("Target logit vs angle")
+st.caption("The ArcFace paper's Fig. 4(b): each loss replaces the target logit cos θ by its own curve.")
+values = page_state(PAGE, CURVES_SPEC)
+
+with st.sidebar:
+    st.header("Curves")
+    controls(PAGE, CURVES_SPEC, ("curves", "custom", "m1", "m2", "m3", "full_range", "monotonic"))
+    st.header("One sample's loss")
+    controls(PAGE, CURVES_SPEC, ("s", "classes"))
+sync_url(CURVES_SPEC, values)
+
+m1, m2, m3 = values["m1"], values["m2"], values["m3"]
+curves = [FIG4B_BY_KEY[k] for k in values["curves"]]
+if values["custom"]:
+    curves.append(margin_curve(f"Your curve ({m1:g}, {m2:g}, {m3:g})", m1, m2, m3, key="custom"))
+
+if not curves:
+    st.info("Pick at least one paper curve or switch on *Your curve* in the sidebar.", icon=":material/info:")
+    st.stop()
+
+st.plotly_chart(target_logit_figure(curves, full_range=values["full_range"], monotonic=values["monotonic"]),
+                key="fig4b")
+
+if values["custom"]:
+    custom = curves[-1]
+    c1, c2, c3 = st.columns(3)
+    at90 = float(custom.evaluate(math.pi / 2))
+    c1.metric("your target logit at 90°", f"{at90:.3f}", f"{at90 - 0.0:+.3f} vs cos 90°", delta_color="off")
+    t_star = custom.theta_star
+    c2.metric("turns back at θ*", "never" if t_star is None else f"{math.degrees(t_star):.1f}°",
+              help="θ* = (π − m2)/m1: beyond it cos(m1·θ + m2) rises again.")
+    c3.metric("margin at θ = 60°", f"{math.cos(math.pi / 3) - float(custom.evaluate(math.pi / 3)):.3f}",
+              help="cos 60° minus your target logit at 60°: how much harder the correct class must work.")
+    if m1 < 1 and m2 == 0 and m3 == 0:
+        st.warning("m1 < 1 with no other margin makes the target logit *larger* than cos θ: a negative margin "
+                   "that makes classes overlap instead of separating them.", icon=":material/warning:")
+    if t_star is not None and t_star < math.pi:
+        st.info(
+            f"cos(m1·θ + m2) turns back up at θ* = {math.degrees(t_star):.1f}°: the loss would push samples "
+            "beyond it *further away*. Training switches to the monotonic extension cos θ − m3 − c there "
+            "(switch on *Training curve* and *Full range* to see it).",
+            icon=":material/trending_up:",
+        )
+
+st.subheader("What the curve does to one sample")
+st.markdown(
+    f"Loss $L(\\theta)$ of one sample whose target angle is θ, with the other {values['classes'] - 1:,} logits at "
+    f"$s\\cos 90° = 0$ (random initialisation in high dimension), at $s = {values['s']:g}$, and its slope "
+    "$dL/d\\theta$: the push the sample gets toward its centre. A margin keeps the push on for samples that "
+    "are already classified correctly."
+)
+st.plotly_chart(sample_loss_figure(curves, s=values["s"], num_classes=values["classes"],
+                                   full_range=values["full_range"]), key="sample-loss")
