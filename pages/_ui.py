@@ -42,8 +42,10 @@ def load_state(page: str, spec: Spec) -> dict[str, Any]:
         st.session_state[key] = values
         st.session_state[f"_notices:{page}"] = notices
     store = st.session_state[key]
-    for p in spec:  # a spec that grew since the session started
-        store.setdefault(p.name, p.default)
+    for p in spec:
+        store.setdefault(p.name, p.default)  # a spec that grew since the session started
+        if _wkey(page, p.name) in st.session_state:  # a widget the user just moved: current before it redraws
+            store[p.name] = st.session_state[_wkey(page, p.name)]
     return store
 
 
