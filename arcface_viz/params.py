@@ -43,6 +43,7 @@ class Param:
     choices: tuple[Any, ...] = ()
     format: str | None = None  # printf-style format for sliders, e.g. "%.2f"
     labels: dict[Any, str] = field(default_factory=dict)  # display names for choices
+    widget: str = ""  # "" = the kind's usual control; "number" = a number box instead of a slider; "radio"
 
     @property
     def title(self) -> str:
@@ -268,3 +269,62 @@ MARGINS_SPEC = Spec((
     Param("norm_ratio", "float", 1.0, "‖W2‖ / ‖W1‖ (Softmax)", "Unequal weight norms tilt Softmax's boundary.",
           min=0.25, max=4.0, step=0.05, format="%.2f"),
 ))
+
+
+def _toy_choices() -> tuple[tuple[str, ...], dict[str, str]]:
+    from toy_data import TOY_DATASETS
+
+    return tuple(TOY_DATASETS), {k: v.label for k, v in TOY_DATASETS.items()}
+
+
+_TOY_KEYS, _TOY_LABELS = _toy_choices()
+TOY_SPEC = Spec((
+    Param("dataset", "choice", "fig3", "Data set", "Which toy data set to learn.", choices=_TOY_KEYS,
+          labels=_TOY_LABELS),
+    Param("classes", "int", 8, "classes", "Number of classes (identities).", min=2, max=12, step=1),
+    Param("samples", "int", 200, "samples per class", "The paper's Fig. 3 uses 1,500 per identity.",
+          min=20, max=1500, step=10),
+    Param("noise", "float", 0.15, "noise", "Spread of each class in input space.", min=0.0, max=2.0, step=0.01,
+          format="%.2f"),
+    Param("seed", "int", 0, "seed", "Same seed, same data, same initial weights, same run.", min=0, max=99999,
+          step=1, widget="number"),
+    Param("dim", "choice", 2, "embedding dimension", "2: the unit circle; 3: the sphere.", choices=(2, 3),
+          widget="radio"),
+    *LOSS_SPEC.with_defaults(**LOSSES["arcface"].low_dim),
+    Param("optimizer", "choice", "adam", "optimizer", choices=("adam", "sgd"), widget="radio"),
+    Param("lr", "float", 0.01, "learning rate", "Step size of the optimizer; applies at the next step.",
+          min=0.0005, max=0.5, step=0.0005, format="%.4f"),
+    Param("warmup", "int", 0, "margin warm-up (steps)", "Ramp the margin from 0 over this many steps.",
+          min=0, max=2000, step=50),
+    Param("steps_per_frame", "int", 20, "steps per frame", "Optimizer steps between two redraws.",
+          min=1, max=200, step=1),
+    Param("compare", "bool", False, "Compare two losses (Fig. 3)",
+          "Train a second loss side by side: same data, seed and initial weights."),
+    Param("loss_b", "choice", "norm_softmax", "second loss", "The loss drawn on the left in compare mode.",
+          choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
+))
+
+#: settings a running toy trainer can take between steps; any other change needs a Reset
+TOY_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
+
+
+def toy_dataset_defaults(name: str) -> dict[str, Any]:
+    """The classroom defaults of a toy data set in TOY_SPEC names, with the training settings that suit it."""
+    from toy_data import TOY_DATASETS
+
+    from .training import DATASET_TRAINING
+
+    d, rec = TOY_DATASETS[name].defaults, DATASET_TRAINING.get(name, {})
+    return {"classes": d["num_classes"], "samples": d["samples_per_class"], "noise": d["noise"],
+            "lr": rec.get("lr", 0.01), "warmup": rec.get("warmup_steps", 0)}
+
+
+def toy_config(values: Mapping[str, Any], loss: str | None = None) -> dict[str, Any]:
+    """TOY_SPEC values -> the settings of arcface_viz.training.ToyConfig (for ``loss`` if given)."""
+    name = loss or values["loss"]
+    return {
+        "dataset": values["dataset"], "num_classes": values["classes"], "samples_per_class": values["samples"],
+        "noise": values["noise"], "seed": values["seed"], "dim": values["dim"], "loss": name,
+        "loss_params": {} if loss else loss_params(values), "optimizer": values["optimizer"], "lr": values["lr"],
+        "warmup_steps": values["warmup"],
+    }

@@ -7,7 +7,7 @@ The core (arcface_viz/) never imports Streamlit; this module is the only place t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import streamlit as st
@@ -60,34 +60,42 @@ def show_notices(page: str) -> None:
                 st.rerun()
 
 
-def _on_loss_change(page: str, low_dim: bool) -> None:
-    """Picking a loss loads its defaults into its sliders (CosFace → m3 = 0.35, …)."""
-    name = st.session_state[_wkey(page, "loss")]
-    for k, v in loss_defaults(name, low_dim=low_dim).items():
+def _load_defaults(page: str, name: str, defaults_for: Callable[[Any], dict[str, Any]]) -> None:
+    """A choice that has defaults of its own (a loss, a data set) loads them into the other controls."""
+    for k, v in defaults_for(st.session_state[_wkey(page, name)]).items():
         st.session_state[_wkey(page, k)] = v
+        _store(page)[k] = v
 
 
-def widget(page: str, p: Param, container: Any = None, *, low_dim: bool = True, disabled: bool = False) -> Any:
-    """Draw one control for ``p`` and return its value; the value is kept in the page's store."""
+def widget(page: str, p: Param, container: Any = None, *, low_dim: bool = True, disabled: bool = False,
+           defaults_for: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    """Draw one control for ``p`` and return its value; the value is kept in the page's store.
+
+    ``defaults_for(value)``: settings to load into other controls when this one changes (a loss's
+    defaults are loaded that way automatically, low-dimensional ones when ``low_dim``).
+    """
     c = container or st
     store = _store(page)
     key = _wkey(page, p.name)
     if key not in st.session_state:
         st.session_state[key] = store[p.name]
     common = dict(key=key, help=p.help or None, disabled=disabled)
-    if p.kind in ("float", "int") and p.min is not None and p.max is not None:
+    if p.name == "loss" and defaults_for is None:
+        defaults_for = lambda name: loss_defaults(name, low_dim=low_dim)  # noqa: E731
+    if defaults_for is not None:
+        common.update(on_change=_load_defaults, args=(page, p.name, defaults_for))
+    if p.kind in ("float", "int") and p.min is not None and p.max is not None and p.widget != "number":
         cast = float if p.kind == "float" else int
         value = c.slider(p.title, min_value=cast(p.min), max_value=cast(p.max), step=cast(p.step or 1),
                          format=p.format, **common)
-    elif p.kind in ("float", "int"):
-        value = c.number_input(p.title, step=p.step, **common)
     elif p.kind == "bool":
         value = c.toggle(p.title, **common)
+    elif p.kind in ("float", "int"):
+        value = c.number_input(p.title, min_value=p.min, max_value=p.max, step=p.step, **common)
+    elif p.kind == "choice" and p.widget == "radio":
+        value = c.radio(p.title, p.choices, format_func=p.display, horizontal=True, **common)
     elif p.kind == "choice":
-        extra = {}
-        if p.name == "loss":
-            extra = dict(on_change=_on_loss_change, args=(page, low_dim))
-        value = c.selectbox(p.title, p.choices, format_func=p.display, **common, **extra)
+        value = c.selectbox(p.title, p.choices, format_func=p.display, **common)
     elif p.kind == "multi":
         value = tuple(c.multiselect(p.title, p.choices, format_func=p.display, **common))
     else:  # pragma: no cover - Spec rejects unknown kinds
@@ -97,12 +105,14 @@ def widget(page: str, p: Param, container: Any = None, *, low_dim: bool = True, 
 
 
 def controls(page: str, spec: Spec, names: Iterable[str] | None = None, container: Any = None,
-             *, low_dim: bool = True, disabled: bool = False) -> dict[str, Any]:
+             *, low_dim: bool = True, disabled: bool = False,
+             defaults_for: dict[str, Callable[[Any], dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Draw the controls ``names`` of ``spec`` (all by default) except those hidden by ``?hide=``."""
     hide = hidden_names()
     for p in spec:
         if (names is None or p.name in names) and p.name not in hide:
-            widget(page, p, container, low_dim=low_dim, disabled=disabled)
+            widget(page, p, container, low_dim=low_dim, disabled=disabled,
+                   defaults_for=(defaults_for or {}).get(p.name))
     return dict(_store(page))
 
 

@@ -1,0 +1,85 @@
+"""Streamlit glue for live training pages: one LiveSession per page in session state, and its buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import streamlit as st
+
+from arcface_viz.live import LiveSession
+
+MAX_STEPS = 50_000  # a run pauses itself here; Reset starts over
+
+
+def _key(page: str) -> str:
+    return f"_live:{page}"
+
+
+def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, Any]], list],
+                 live_keys: Iterable[str], apply_live: Callable[[LiveSession, dict[str, Any]], None],
+                 max_steps: int = MAX_STEPS) -> LiveSession | None:
+    """The page's session, built on first use or rebuilt while it has not started.
+
+    A structural change (data, dimension, loss, seed) after training started does not throw the run
+    away: the page says Reset applies it.  Other settings apply at the next step.  A setting that cannot
+    be built shows its message and returns None.
+    """
+    live = set(live_keys)
+    structure = {k: v for k, v in values.items() if k not in live}
+    sess: LiveSession | None = st.session_state.get(_key(page))
+    if sess is None or (sess.step == 0 and not sess.running and sess.changed(structure)):
+        try:
+            sess = LiveSession(build(values), structure, max_steps=max_steps)
+        except ValueError as exc:  # includes data-set errors: a message, never a traceback
+            st.error(f"These settings cannot be trained: {exc}", icon=":material/error:")
+            st.session_state.pop(_key(page), None)
+            return None
+        st.session_state[_key(page)] = sess
+        return sess
+    changed = sess.changed(structure)
+    if changed:
+        st.info(f"You changed **{', '.join(changed)}**: press **Reset** to train with it. The current run "
+                "goes on with the previous setting.", icon=":material/restart_alt:")
+    else:
+        apply_live(sess, values)
+    return sess
+
+
+def _toggle(page: str) -> None:
+    sess = st.session_state[_key(page)]
+    sess.running = not sess.running and not sess.finished
+
+
+def _step(page: str, k: int) -> None:
+    sess = st.session_state[_key(page)]
+    sess.running = False
+    sess.advance(k)
+
+
+def _reset(page: str) -> None:
+    st.session_state.pop(_key(page), None)
+
+
+def live_buttons(page: str, sess: LiveSession, steps: int) -> None:
+    """Train / Pause, Step and Reset, and what happens to a change made mid-run."""
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 5], vertical_alignment="center")
+    c1.button("Pause" if sess.running else "Train", type="primary", on_click=_toggle, args=(page,),
+              disabled=sess.finished, key=f"{page}:train", icon=":material/pause:" if sess.running
+              else ":material/play_arrow:", width="stretch")
+    c2.button("Step", on_click=_step, args=(page, steps), key=f"{page}:step", icon=":material/skip_next:",
+              width="stretch", disabled=sess.finished)
+    c3.button("Reset", on_click=_reset, args=(page,), key=f"{page}:reset", icon=":material/restart_alt:",
+              width="stretch")
+    note = "Loss parameters, learning rate and warm-up apply at the next step; other changes need Reset."
+    if sess.finished:
+        note = f"Reached the limit of {sess.max_steps:,} steps: press Reset to start again."
+    c4.caption(note)
+
+
+def tick(sess: LiveSession, steps: int) -> None:
+    """One frame of a running session; when it reaches its step limit the whole page reruns once."""
+    if sess.running:
+        sess.advance(steps)
+        if not sess.running:
+            st.rerun()

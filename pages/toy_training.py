@@ -1,0 +1,92 @@
+"""Lesson: train a small model live on toy data and watch the embeddings settle on the circle or sphere."""
+
+import streamlit as st
+
+from arcface_viz.live import LiveSession
+from arcface_viz.losses import LOSSES
+from arcface_viz.params import TOY_LIVE, TOY_SPEC, toy_config, toy_dataset_defaults
+from arcface_viz.plots.sphere import (
+    compare_figures,
+    curves_figure,
+    embedding_figure,
+    theta_histogram_figure,
+)
+from arcface_viz.training import build_compare_trainers, build_toy_trainer, reconfigure
+from pages._live import get_or_build, live_buttons, tick
+from pages._ui import controls, page_state, sync_url
+
+PAGE = "toy-training"
+TICK_SECONDS = 0.15
+
+st.title("Live training: toy data")
+st.caption("A small MLP maps toy data to a 2-D or 3-D embedding; each loss arranges the embeddings on the "
+           "circle or the sphere in its own way. The paper's Fig. 3 is *compare mode* on the Fig. 3 data set.")
+values = page_state(PAGE, TOY_SPEC)
+loss = values["loss"]
+
+with st.sidebar:
+    st.header("Data")
+    controls(PAGE, TOY_SPEC, ("dataset", "classes", "samples", "noise", "seed"),
+             defaults_for={"dataset": toy_dataset_defaults})
+    st.header("Loss")
+    controls(PAGE, TOY_SPEC, ("loss", *LOSSES[loss].params))
+    st.header("Training")
+    controls(PAGE, TOY_SPEC, ("dim", "optimizer", "lr", "warmup", "steps_per_frame"))
+    st.header("Compare")
+    controls(PAGE, TOY_SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
+sync_url(TOY_SPEC, values)
+
+
+def build(v: dict) -> list:
+    """One trainer, or two for compare mode (same data, seed and initial weights; second loss on the left)."""
+    if v["compare"]:
+        return list(build_compare_trainers(toy_config(v), losses=(v["loss_b"], v["loss"]),
+                                           loss_params=(None, toy_config(v)["loss_params"])))
+    return [build_toy_trainer(toy_config(v))]
+
+
+def apply_live(run: LiveSession, v: dict) -> None:
+    """Loss parameters, learning rate and warm-up take effect at the next step of every trainer."""
+    names = [v["loss_b"], v["loss"]] if v["compare"] else [v["loss"]]
+    for trainer, name in zip(run.trainers, names, strict=True):
+        reconfigure(trainer, toy_config(v, loss=name if name != v["loss"] else None))
+
+
+run = get_or_build(PAGE, values, build, live_keys=TOY_LIVE, apply_live=apply_live)
+if run is None:
+    st.stop()
+live_buttons(PAGE, run, values["steps_per_frame"])
+
+
+def draw(run: LiveSession) -> None:
+    snaps = [h[-1] for h in run.history]
+    titles = [LOSSES[t.loss_fn.name].label for t in run.trainers]
+    names = [str(c) for c in range(run.trainers[0].loss_fn.num_classes)]
+    cols = st.columns(len(snaps))
+    for col, snap, title in zip(cols, snaps, titles, strict=True):
+        test = "—" if snap.test_acc is None else f"{100 * snap.test_acc:.1f}%"
+        col.markdown(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
+                     f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
+    regions = [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
+               if t.loss_fn.info.head == "cosine" and snap.embeddings.shape[1] == 2 else None
+               for t, snap in zip(run.trainers, snaps, strict=True)]
+    if len(snaps) == 2:
+        figs = compare_figures(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions))
+    else:
+        figs = [embedding_figure(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
+                                 title=f"{titles[0]}: embeddings and class centres W_j", regions=regions[0])]
+    for col, fig, i in zip(st.columns(len(figs)), figs, range(len(figs)), strict=True):
+        col.plotly_chart(fig, key=f"{PAGE}-emb-{i}")
+    for col, hist, title, i in zip(st.columns(len(snaps)), run.history, titles, range(len(snaps)), strict=True):
+        col.plotly_chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
+                         key=f"{PAGE}-theta-{i}")
+        col.plotly_chart(curves_figure(**run.curves(i)), key=f"{PAGE}-curves-{i}")
+
+
+@st.fragment(run_every=TICK_SECONDS if run.running else None)
+def live() -> None:
+    tick(run, values["steps_per_frame"])
+    draw(run)
+
+
+live()
