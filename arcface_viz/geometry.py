@@ -432,3 +432,41 @@ def softmax_flip_radius(angle: float, w1, w2, b1: float = 0.0, b2: float = 0.0) 
 def curve_params(curve: Fig4bCurve) -> dict[str, Any]:
     """The parameters of a curve as a plain dict (for JSON)."""
     return {k: (int(v) if k == "m" else float(v)) for k, v in curve.params.items()}
+
+
+# Best possible minimum angle between n unit vectors (degrees): 2-D is 360/n; 3-D is the Tammes problem.
+_TAMMES_DEG = {2: 180.0, 3: 120.0, 4: 109.4712, 5: 90.0, 6: 90.0, 7: 77.8695, 8: 74.8585, 9: 70.5288,
+               10: 66.1468, 11: 63.4349, 12: 63.4349}
+
+
+def max_min_centre_angle(num_classes: int, dim: int) -> float | None:
+    """The largest possible minimum angle (radians) between ``num_classes`` centres in ``dim`` dimensions.
+
+    2-D: 2π/n (n ≥ 2); 3-D: the Tammes problem (tabulated up to 12); None where not known here.
+    """
+    if num_classes < 2:
+        raise ValueError("need at least 2 classes")
+    if dim == 2:
+        return math.pi if num_classes == 2 else 2 * math.pi / num_classes
+    if dim == 3 and num_classes in _TAMMES_DEG:
+        return math.radians(_TAMMES_DEG[num_classes])
+    if num_classes <= dim + 1:  # a regular simplex
+        return math.acos(-1.0 / (num_classes - 1))
+    return None
+
+
+def margin_fit_warning(num_classes: int, dim: int, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> str | None:
+    """A teaching message when the margin cannot be met between neighbouring centres, else None.
+
+    Two centres φ apart leave no room for either class when φ ≤ swallow_angle(m1, m2, m3) (Fig. 5); with n
+    centres in d dimensions the neighbours are at most :func:`max_min_centre_angle` apart. CosFace's own
+    bound for 8 classes on a circle, m3 ≤ 1 − cos(π/4), is the same statement.
+    """
+    best = max_min_centre_angle(num_classes, dim)
+    need = swallow_angle(m1, m2, m3)
+    if best is None or need < best:
+        return None
+    return (f"With {num_classes} classes in {dim}-D, neighbouring centres can be at most {math.degrees(best):.1f}° "
+            f"apart, but this margin needs more than {math.degrees(need):.1f}° between two centres before either "
+            "class can win anywhere between them. Training still runs, but the loss cannot reach zero: use a "
+            "smaller margin or fewer classes.")

@@ -353,3 +353,9 @@ def make_loss(name: str, num_classes: int, embedding_dim: int, **params: Any) ->
 def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:
     """The paper's defaults, or the ones that train in 2-D/3-D (smaller s and margins)."""
     return LOSSES[name].defaults(low_dim)
+
+
+def loss_margins(name: str, values: dict[str, Any]) -> tuple[float, float, float]:
+    """(m1, m2, m3) of a cosine-family loss from a dict of settings; margins the loss does not use are neutral."""
+    used = LOSSES[name].params
+    return tuple(float(values[k]) if k in used else d for k, d in (("m1", 1.0), ("m2", 0.0), ("m3", 0.0)))

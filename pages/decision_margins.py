@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from arcface_viz.geometry import FIG5_WIDTH_CURVES, margin_curve, margin_width, softmax_flip_radius, width_range
-from arcface_viz.losses import LOSSES
+from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import MARGINS_SPEC
 from arcface_viz.plots.margins import (
     circle_margin_figure,
@@ -53,7 +53,7 @@ if loss == "softmax":
     c2.metric("norm at which the bisector direction changes class", "never" if flip is None else f"{flip:.2f}")
     st.stop()
 
-m1, m2, m3 = (values[k] if k in margin_names else d for k, d in (("m1", 1.0), ("m2", 0.0), ("m3", 0.0)))
+m1, m2, m3 = loss_margins(loss, values)
 curve = margin_curve(f"{info.label} ({m1:g}, {m2:g}, {m3:g})", m1, m2, m3, key="current")
 
 st.markdown(

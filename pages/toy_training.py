@@ -2,8 +2,9 @@
 
 import streamlit as st
 
+from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.live import LiveSession
-from arcface_viz.losses import LOSSES
+from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import TOY_LIVE, TOY_SPEC, toy_config, toy_dataset_defaults
 from arcface_viz.plots.sphere import (
     compare_figures,
@@ -35,6 +36,10 @@ with st.sidebar:
     st.header("Compare")
     controls(PAGE, TOY_SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
 sync_url(TOY_SPEC, values)
+if LOSSES[loss].head == "cosine":
+    fit = margin_fit_warning(values["classes"], values["dim"], *loss_margins(loss, values))
+    if fit:
+        st.warning(fit, icon=":material/warning:")
 
 
 def build(v: dict) -> list:

@@ -325,3 +325,17 @@ def test_softmax_depends_on_feature_norm():
     assert g.softmax_flip_radius(PI, w1, w2, 0.0, 0.0) is None  # no bias: angle alone decides
     with pytest.raises(ValueError):
         g.softmax_boundary(w1, w1, 0.0, 1.0)
+
+
+def test_margin_fit_reproduces_cosface_toy_bound():
+    import math
+
+    from arcface_viz.geometry import margin_fit_warning, max_min_centre_angle
+
+    bound = 1 - math.cos(math.pi / 4)  # CosFace: 8 classes on a circle
+    assert margin_fit_warning(8, 2, 1, 0, bound - 0.01) is None
+    assert "45.0°" in margin_fit_warning(8, 2, 1, 0, bound + 0.01)
+    assert margin_fit_warning(8, 2, 1, math.radians(44), 0) is None  # ArcFace: the margin is the angle itself
+    assert margin_fit_warning(8, 2, 1, math.radians(46), 0)
+    assert math.degrees(max_min_centre_angle(4, 3)) == pytest.approx(109.4712, abs=1e-3)
+    assert max_min_centre_angle(2, 512) == pytest.approx(math.pi)
