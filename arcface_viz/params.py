@@ -82,7 +82,9 @@ class Param:
                         return c
                 raise ParamError(f"{self.title}: {value!r} is not one of {', '.join(map(str, self.choices))}")
             if k == "multi":
-                items = [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+                if isinstance(value, str) and value.strip().lower() == "none":
+                    return ()
+                items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
                 out = []
                 for item in items:
                     match = [c for c in self.choices if item == c or str(item) == str(c)]
@@ -182,11 +184,14 @@ class Spec:
             flag = "--" + p.name.replace("_", "-")
             help_text = (p.help or p.title) + f" (default: {p.to_text(p.default)})"
             if p.kind == "bool":
-                parser.add_argument(flag, dest=p.name, default=None, type=str, metavar="{true,false}",
+                parser.add_argument(flag, dest=p.name, default=None, action=argparse.BooleanOptionalAction,
                                     help=help_text)
             elif p.kind == "choice":
                 parser.add_argument(flag, dest=p.name, default=None, choices=[str(c) for c in p.choices],
                                     help=help_text)
+            elif p.kind == "multi":
+                parser.add_argument(flag, dest=p.name, default=None, type=str, metavar="A,B,...|none",
+                                    help=help_text + f"; choose from {', '.join(map(str, p.choices))}")
             else:
                 parser.add_argument(flag, dest=p.name, default=None, type=str, help=help_text)
 

@@ -80,7 +80,7 @@ def test_custom_only_csv_to_stdout():
     (["--m2", "abc", "--points", "1"], ["m2"]),
     (["--points", "2.5"], ["--points"]),
     (["--format", "xml"], ["--format", "invalid choice"]),
-    (["--curves", "arcfaec"], ["unknown curve", "arcfaec"]),
+    (["--curves", "arcfaec"], ["is not one of", "arcfaec", "cosface"]),
     (["--out", "/nonexistent-dir/x.csv"], ["cannot write"]),
 ])
 def test_bad_values_exit_2_without_traceback(args, words):

@@ -13,14 +13,16 @@ import json
 import math
 import sys
 
-from ..geometry import FIG4B_BY_KEY, FIG4B_CURVES, curve_params, curve_table, margin_curve, theta_grid_deg
-from ..params import LOSS_SPEC, ParamError
+from ..geometry import FIG4B_BY_KEY, curve_params, curve_table, margin_curve, theta_grid_deg
+from ..params import CURVES_SPEC, ParamError
 
 MAX_POINTS = 100_000
+# the lesson's own spec drives the flags; the CLI draws a custom curve only when asked (or given --m1/2/3)
+SPEC = CURVES_SPEC.subset(("curves", "custom", "m1", "m2", "m3", "full_range", "monotonic")).with_defaults(
+    custom=False, m2=0.0, m3=0.0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    keys = ", ".join(c.key for c in FIG4B_CURVES)
     p = sub.add_parser(
         "curves", help="write the Fig. 4(b) target-logit curves as CSV or JSON",
         description=__doc__.splitlines()[0].replace("``", ""),
@@ -28,16 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
-    p.add_argument("--full-range", action="store_true", help="θ from 0° to 180° instead of the paper's 20°–100°")
     p.add_argument("--points", metavar="N", help="number of θ values (default: one every 0.5°)")
-    p.add_argument("--monotonic", action="store_true",
-                   help="the curve the loss trains with (monotonic past θ*) instead of the raw formula")
-    p.add_argument("--curves", metavar="KEYS",
-                   help=f"comma-separated paper curves to include, or 'none' (default: all of {keys})")
-    for name in ("m1", "m2", "m3"):
-        par = LOSS_SPEC[name]
-        p.add_argument(f"--{name}", metavar="X",
-                       help=f"custom curve: {par.help} Range {par.min:g}–{par.max:g}.")
+    SPEC.add_arguments(p)
     p.add_argument("--label", help="legend label of the custom curve")
     p.set_defaults(func=run)
     return p
@@ -55,46 +49,31 @@ def _points(text: str | None) -> int | None:
     return int(n)
 
 
-def _selected(args: argparse.Namespace) -> list:
-    if args.curves is None:
-        curves = list(FIG4B_CURVES)
-    elif args.curves.strip().lower() == "none":
-        curves = []
-    else:
-        curves = []
-        for key in (k.strip() for k in args.curves.split(",") if k.strip()):
-            if key not in FIG4B_BY_KEY:
-                raise ParamError(f"--curves: unknown curve {key!r}; choose from {', '.join(FIG4B_BY_KEY)} or none")
-            curves.append(FIG4B_BY_KEY[key])
-    given = {n: getattr(args, n) for n in ("m1", "m2", "m3") if getattr(args, n) is not None}
-    if given:
-        errors, vals = [], {"m1": 1.0, "m2": 0.0, "m3": 0.0}
-        for name, text in given.items():
-            try:
-                vals[name] = LOSS_SPEC[name].coerce(text)
-            except ParamError as exc:
-                errors.append(f"--{exc}")
-        if errors:
-            raise ParamError("; ".join(errors))
-        label = args.label or f"custom ({vals['m1']:g},{vals['m2']:g},{vals['m3']:g})"
-        curves.append(margin_curve(label, vals["m1"], vals["m2"], vals["m3"], key="custom"))
+def _selected(args: argparse.Namespace) -> tuple[list, dict]:
+    """The curves to write and the validated settings (the spec's values)."""
+    values = SPEC.from_namespace(args)
+    curves = [FIG4B_BY_KEY[k] for k in values["curves"]]
+    custom = values["custom"] or any(getattr(args, n) is not None for n in ("m1", "m2", "m3"))
+    if custom:
+        m1, m2, m3 = values["m1"], values["m2"], values["m3"]
+        curves.append(margin_curve(args.label or f"custom ({m1:g},{m2:g},{m3:g})", m1, m2, m3, key="custom"))
     elif args.label is not None:
         raise ParamError("--label names the custom curve: give --m1, --m2 or --m3 too")
     if not curves:
         raise ParamError("no curves selected: use --curves or give a custom curve with --m1/--m2/--m3")
-    return curves
+    return curves, values
 
 
 def render(args: argparse.Namespace) -> str:
     """The output text for parsed arguments (CSV or JSON)."""
-    curves = _selected(args)
-    theta_deg = theta_grid_deg(args.full_range, _points(args.points))
-    table = curve_table(curves, theta_deg, monotonic=args.monotonic)
+    curves, values = _selected(args)
+    theta_deg = theta_grid_deg(values["full_range"], _points(args.points))
+    table = curve_table(curves, theta_deg, monotonic=values["monotonic"])
     if args.format == "json":
         cols = list(table)[1:]
         doc = {
             "figure": "ArcFace Fig. 4(b): target logit against θ",
-            "monotonic": bool(args.monotonic),
+            "monotonic": values["monotonic"],
             "theta_deg": table["theta_deg"].tolist(),
             "curves": [
                 {"key": key, "label": c.label, "kind": c.kind, "params": curve_params(c),
