@@ -6,8 +6,8 @@ is added here once.
 
 PAGES = [
     ("pages/home.py", "The margin family", "", ":material/functions:", "Lessons"),
-    ("pages/target_logit.py", "Target logit vs angle", "target-logit", ":material/show_chart:", "Lessons"),
-    ("pages/decision_margins.py", "Decision margins", "decision-margins", ":material/call_split:", "Lessons"),
-    ("pages/toy_training.py", "Live training: toy data", "toy-training", ":material/scatter_plot:", "Training"),
+    ("pages/target_logit.py", "Target logit vs angle", "target_logit", ":material/show_chart:", "Lessons"),
+    ("pages/decision_margins.py", "Decision margins", "decision_margins", ":material/call_split:", "Lessons"),
+    ("pages/toy_training.py", "Live training: toy data", "toy_training", ":material/scatter_plot:", "Training"),
     ("pages/backend.py", "Training runs", "backend", ":material/dns:", "Full-scale"),
 ]

@@ -130,8 +130,23 @@ def sync_url(spec: Spec, values: dict[str, Any]) -> None:
         st.query_params.from_dict(query)
 
 
+def app_frame() -> None:
+    """Make sure the page runs inside app.py's navigation and sidebar.
+
+    Until some session has run app.py, Streamlit serves a request through its legacy ``pages/`` folder
+    mode and runs the page file on its own. Leave that mode and rerun: app.py then routes the same URL.
+    (Uses Streamlit's PagesManager flag, which st.navigation itself sets the same way.)
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_state(page: str, spec: Spec) -> dict[str, Any]:
-    """load_state + show_notices: the first lines of every lesson."""
+    """app_frame + load_state + show_notices: the first lines of every lesson."""
+    app_frame()
     values = load_state(page, spec)
     show_notices(page)
     return values

@@ -1,0 +1,368 @@
+"""Helpers that drive the running Streamlit app in headless Chromium (Playwright, sync API).
+
+What they rely on in Streamlit 1.67's frontend (found by inspecting a served page):
+
+- ``[data-testid="stApp"]`` carries ``data-test-script-state``: ``initial`` → ``running`` →
+  ``notRunning`` (also ``rerunRequested``, ``stopRequested``, ``compilationError``) and
+  ``data-test-connection-state`` (``CONNECTED`` when the websocket is up).  Fragment reruns
+  (``st.fragment(run_every=...)``) flip it to ``running`` too, but do not show the status widget.
+  A fast rerun may never show ``running`` at all (React renders both states in one batch).
+- ``[data-testid="stStatusWidget"]`` appears (with a "Stop" button) only while a full run has been
+  going for a moment; it is not a reliable signal alone, so :func:`wait_for_idle` also watches the
+  script state and the websocket traffic.
+- Errors: ``st.exception`` / an uncaught exception renders ``stException`` (with ``stExceptionMessage``)
+  around an ``stAlertContentError``; ``st.error`` renders ``stAlertContentError`` inside ``stAlert``.
+  Warnings are ``stAlertContentWarning``, info ``stAlertContentInfo``.
+- A slider is ``[data-testid="stSlider"]`` with its label in ``[data-testid="stWidgetLabel"]``; the thumb
+  is a visually hidden ``<input type="range">`` (role slider, ``aria-valuetext`` = the formatted value)
+  that takes Arrow keys, Home/End and PageUp/PageDown (10 % of the range).  Every key press commits
+  its value and asks the server for a rerun; setting the input's value (``fill``) moves the thumb
+  without a commit.
+- ``st.plotly_chart`` renders ``[data-testid="stPlotlyChart"]`` holding a ``.js-plotly-plot`` element
+  whose ``.data`` holds the traces; numpy arrays arrive base64-encoded and Plotly.js keeps the decoded
+  typed array in ``_inputArray``.
+- Element code is split into chunks loaded on first use: until a chunk has loaded, the element is an
+  ``[data-testid="stSkeleton"]``, often for most of a second after the run has ended.  During a rerun,
+  elements not yet redrawn carry ``data-stale="true"``.
+- ``st.navigation``'s sidebar: ``stSidebarNav`` > ``stSidebarNavLink`` (an ``<a>``, absolute href; the
+  current page has ``aria-current="page"``; its title is in a ``stMarkdownContainer``, beside an icon
+  whose ligature text is in ``stIconMaterial``), section headers ``stNavSectionHeader``, and
+  ``stSidebarNavViewButton`` ("View N more") past ten pages.  An unknown URL path opens a dialog
+  (``stDialog``, ``role="dialog"``) titled "Page not found" and runs the default page.
+- ``st.title`` / ``st.header`` render ``h1`` / ``h2`` inside ``[data-testid="stHeading"]``.
+- The page scrolls inside ``[data-testid="stMain"]``, not the document, so Playwright's
+  ``full_page=True`` alone captures only the viewport; :func:`screenshot` grows the viewport instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+DEFAULT_TIMEOUT_MS = 60_000
+SETTLE_MS = 300  # no change of script state and no websocket traffic this long: the page is idle
+
+# Set by tests/browser/conftest.py to a pytest tmp dir; SCREENSHOT_DIR overrides it.
+default_screenshot_dir: Path | None = None
+
+# Installed before any page script runs.  It follows data-test-script-state and counts finished runs,
+# and it times the websocket traffic and the visitor's last key press or click.  A fast rerun may never
+# show in data-test-script-state (React renders "running" and "notRunning" in one batch), and the
+# frontend may hold a widget's new value back until the current run ends, so "the rerun after my input
+# is done" is read off the websocket: a message sent after the input, an answer after that, then quiet.
+_RUN_TRACKER_JS = """
+(() => {
+  if (window.__stRun) return;
+  const now = () => performance.now();
+  const r = window.__stRun = {state: null, changed: now(), finished: 0, lastInput: -1, lastSend: -1, lastRecv: -1};
+  r.read = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const s = app ? app.getAttribute('data-test-script-state') : null;
+    if (s !== r.state) {
+      r.state = s;
+      r.changed = now();
+      if (s === 'notRunning' || s === 'compilationError') r.finished += 1;
+    }
+  };
+  new MutationObserver(r.read).observe(document, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ['data-test-script-state'],
+  });
+  for (const ev of ['keydown', 'pointerdown', 'pointerup', 'click', 'input', 'change']) {
+    document.addEventListener(ev, () => { r.lastInput = now(); }, true);
+  }
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (!this.__stTracked) {
+      this.__stTracked = true;
+      this.addEventListener('message', () => { r.lastRecv = now(); });
+    }
+    r.lastSend = now();
+    return send.call(this, data);
+  };
+})();
+"""
+
+_IDLE_JS = """
+([settle, afterInput]) => {
+  const r = window.__stRun;
+  if (!r) return false;
+  r.read();
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+  const done = r.state === 'notRunning' || r.state === 'compilationError';
+  // Elements are code-split: an stSkeleton stands in until a widget's or chart's code has loaded,
+  // which can be well after the run ended; a plotly chart draws later still.
+  const plotsDrawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => {
+    const gd = c.querySelector('.js-plotly-plot');
+    return gd && Array.isArray(gd.data);
+  });
+  const now = () => performance.now();
+  const answered = r.lastSend > r.lastInput && r.lastRecv > r.lastSend;
+  return done && r.finished >= 1
+    && (!afterInput || answered)
+    && !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-testid="stSkeleton"]')
+    && !document.querySelector('[data-stale="true"]')
+    && plotsDrawn
+    && now() - Math.max(r.changed, r.lastSend, r.lastRecv) >= settle;
+}
+"""
+
+_STATE_JS = """
+() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const r = window.__stRun || {};
+  return {
+    script_state: app && app.getAttribute('data-test-script-state'),
+    connection_state: app && app.getAttribute('data-test-connection-state'),
+    finished_runs: r.finished,
+    status_widget: !!document.querySelector('[data-testid="stStatusWidget"]'),
+    skeletons: document.querySelectorAll('[data-testid="stSkeleton"]').length,
+    stale_elements: document.querySelectorAll('[data-stale="true"]').length,
+    plotly_charts: document.querySelectorAll('[data-testid="stPlotlyChart"]').length,
+    plotly_drawn: [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+      .filter(gd => Array.isArray(gd.data)).length,
+    ms_ago: Object.fromEntries(['changed', 'lastInput', 'lastSend', 'lastRecv']
+      .map(k => [k, r[k] >= 0 ? Math.round(performance.now() - r[k]) : null])),
+  };
+}
+"""
+
+_PLOTLY_JS = """
+(i) => {
+  const plots = document.querySelectorAll('.js-plotly-plot');
+  if (i >= plots.length || !Array.isArray(plots[i].data)) return null;
+  // Plotly.js decodes {dtype, bdata} arrays into _inputArray; typed arrays become plain arrays.
+  return JSON.stringify(plots[i].data, (key, value) => {
+    if (value && typeof value === 'object' && !Array.isArray(value) && '_inputArray' in value) {
+      const a = value._inputArray;
+      return Array.isArray(a) ? a.map(row => ArrayBuffer.isView(row) ? Array.from(row) : row)
+                              : ArrayBuffer.isView(a) ? Array.from(a) : a;
+    }
+    if (ArrayBuffer.isView(value)) return Array.from(value);
+    return value;
+  });
+}
+"""
+
+_ERROR_SELECTORS = ('[data-testid="stException"]', '[data-testid="stAlertContentError"]')
+
+_tracked: weakref.WeakKeyDictionary[Page, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _track(page: Page) -> list[str]:
+    """Install the run tracker and collect uncaught JavaScript errors of ``page`` (once per page)."""
+    if page not in _tracked:
+        errors: list[str] = []
+        page.add_init_script(_RUN_TRACKER_JS)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _tracked[page] = errors
+    return _tracked[page]
+
+
+def wait_for_idle(page: Page, *, after_input: bool = False, settle_ms: int = SETTLE_MS,
+                  timeout: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Wait until Streamlit has finished running the script: a run has ended, the websocket is
+    connected, no status widget, every element's code loaded (no ``stSkeleton``), no stale element,
+    every plotly chart drawn, and neither a change of script state nor websocket traffic for
+    ``settle_ms``.
+
+    With ``after_input``, the frontend must also have sent a message after the last key press or click
+    in the page and had an answer: call it after an interaction that causes a rerun
+    (:func:`wait_for_rerun`).
+
+    A page whose ``st.fragment(run_every=...)`` ticks faster than ``settle_ms`` never settles: pass a
+    smaller ``settle_ms`` for it.
+    """
+    try:
+        page.wait_for_function(_IDLE_JS, arg=[settle_ms, after_input], timeout=timeout, polling=100)
+    except PlaywrightTimeoutError:
+        state = page.evaluate(_STATE_JS)
+        raise AssertionError(f"the app did not become idle within {timeout / 1000:g} s at {page.url}: "
+                             f"{state}; errors shown: {error_texts(page)}") from None
+
+
+def wait_for_rerun(page: Page, *, timeout: float = DEFAULT_TIMEOUT_MS) -> None:
+    """After a click or key press that changes a widget: wait for the rerun it causes to finish.
+    (An interaction that changes nothing causes no rerun, and this times out.)"""
+    wait_for_idle(page, after_input=True, timeout=timeout)
+
+
+def open_app(page: Page, base_url: str, url_path: str = "", query: str | dict[str, Any] = "",
+             *, timeout: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Open ``base_url/url_path?query`` and wait until the script has run to the end."""
+    _track(page)
+    if isinstance(query, dict):
+        from urllib.parse import urlencode
+
+        query = urlencode(query)
+    query = query.lstrip("?")
+    url = f"{base_url.rstrip('/')}/{url_path.lstrip('/')}" + (f"?{query}" if query else "")
+    page.goto(url, timeout=timeout)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    wait_for_idle(page, timeout=timeout)
+
+
+def error_texts(page: Page) -> list[str]:
+    """Texts of every error Streamlit shows (exceptions, st.error, a lost connection) and every
+    uncaught JavaScript error since the page was opened."""
+    found = []
+    for sel in _ERROR_SELECTORS:
+        for el in page.locator(sel).all():
+            found.append(f"{sel}: {el.inner_text().strip()[:2000]}")
+    # An exception box contains an stAlertContentError too: keep one line per box.
+    found = list(dict.fromkeys(found))
+    app = page.locator('[data-testid="stApp"]')
+    if app.count():
+        conn = app.get_attribute("data-test-connection-state")
+        if conn != "CONNECTED":
+            found.append(f"connection state {conn!r}")
+        if app.get_attribute("data-test-script-state") == "compilationError":
+            found.append("script state 'compilationError'")
+    for dialog in page.locator('[role="dialog"]').all():
+        text = dialog.inner_text().strip()
+        if re.search(r"not found|error", text, re.IGNORECASE):
+            found.append(f"dialog: {text[:500]}")
+    found += [f"javascript: {e}" for e in _tracked.get(page, [])]
+    return found
+
+
+def assert_no_errors(page: Page) -> None:
+    """Fail if the page shows an exception, an st.error box, a lost connection, a 'page not found'
+    dialog, or had an uncaught JavaScript error."""
+    errors = error_texts(page)
+    assert not errors, "the page shows errors:\n" + "\n---\n".join(errors)
+
+
+def _safe_name(name: str) -> str:
+    stem = name[:-4] if name.endswith(".png") else name
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "page"
+    return stem + ".png"
+
+
+def screenshot_dir() -> Path:
+    env = os.environ.get("SCREENSHOT_DIR")
+    if env:
+        return Path(env)
+    return default_screenshot_dir or Path(tempfile.gettempdir()) / "arcface-viz-screenshots"
+
+
+def screenshot(page: Page, name: str, directory: str | os.PathLike | None = None,
+               *, max_height: int = 12_000) -> Path:
+    """Save a screenshot of the whole page (every row of the main area and the sidebar) as
+    ``<directory>/<name>.png``; the directory is ``directory``, else $SCREENSHOT_DIR, else a pytest
+    tmp dir.  Returns the path."""
+    out = Path(directory) if directory is not None else screenshot_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / _safe_name(name)
+    size = page.viewport_size or {"width": 1400, "height": 1000}
+    # Streamlit scrolls inside stMain (and the sidebar): make the viewport as tall as their content.
+    needed = page.evaluate(
+        """() => Math.max(window.innerHeight, ...[...document.querySelectorAll(
+             '[data-testid="stMain"], [data-testid="stSidebarContent"], [data-testid="stSidebar"]')]
+             .map(e => e.scrollHeight + e.getBoundingClientRect().top))"""
+    )
+    height = min(max(int(math.ceil(needed)), size["height"]), max_height)
+    try:
+        if height != size["height"]:
+            page.set_viewport_size({"width": size["width"], "height": height})
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            page.wait_for_timeout(200)  # let plotly finish its resize before the picture is taken
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+    finally:
+        if height != size["height"]:
+            page.set_viewport_size(size)
+    return path
+
+
+def plotly_count(page: Page) -> int:
+    return page.locator(".js-plotly-plot").count()
+
+
+def plotly_data(page: Page, index: int = 0, *, timeout: float = DEFAULT_TIMEOUT_MS) -> list[dict[str, Any]]:
+    """The data traces of the ``index``-th plotly chart on the page (document order), as plain JSON:
+    numpy arrays come back as lists.  Waits for the chart to be drawn."""
+    handle = page.wait_for_function(_PLOTLY_JS, arg=index, timeout=timeout, polling=100)
+    return json.loads(handle.json_value())
+
+
+def wait_for_plotly_change(page: Page, index: int, old: list[dict[str, Any]],
+                           *, timeout: float = DEFAULT_TIMEOUT_MS) -> list[dict[str, Any]]:
+    """Wait until chart ``index`` holds data different from ``old`` (compared as parsed JSON);
+    return the new data."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        data = plotly_data(page, index, timeout=timeout)
+        if data != old:
+            return data
+        if time.monotonic() > deadline:
+            raise AssertionError(f"plotly chart {index} did not change within {timeout / 1000:g} s")
+        page.wait_for_timeout(100)
+
+
+def slider(page: Page, label: str) -> Locator:
+    """The thumb (``input[type=range]``) of the one slider whose label reads exactly ``label``."""
+    widgets = page.locator('[data-testid="stSlider"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]').get_by_text(label, exact=True))
+    n = widgets.count()
+    if n != 1:
+        labels = page.locator('[data-testid="stSlider"] [data-testid="stWidgetLabel"]').all_inner_texts()
+        raise AssertionError(f"expected one slider labelled {label!r}, found {n}; sliders on the page: {labels}")
+    return widgets.locator('input[type="range"]').first
+
+
+def slider_value(page: Page, label: str) -> float:
+    """The numeric value the slider labelled ``label`` shows."""
+    return float(slider(page, label).evaluate("el => el.value"))
+
+
+def slider_text(page: Page, label: str) -> str:
+    """The value as the slider displays it (its format applied, e.g. '30.0')."""
+    return slider(page, label).get_attribute("aria-valuetext") or ""
+
+
+def set_slider(page: Page, label: str, value: float, *, timeout: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Move the slider labelled ``label`` to ``value`` with one committed change, and wait for the
+    rerun it causes.  ``value`` must be min + k·step.
+
+    The ends are reached with Home / End.  Anywhere else the thumb is first set, without a commit, one
+    step below ``value`` (the hidden range input takes a value silently), then ArrowRight moves it onto
+    ``value`` and commits, as a person's key press does.  One commit, not one per step: a burst of
+    dozens of commits makes the server drop reruns on a busy machine.
+    """
+    thumb = slider(page, label)
+    cur, lo, hi, step = thumb.evaluate("el => [+el.value, +el.min, +el.max, +(el.step || 1)]")
+    tol = step * 1e-6
+    if not lo - tol <= value <= hi + tol:
+        raise ValueError(f"{label!r}: {value} is outside the slider's range {lo}–{hi}")
+    k = (value - lo) / step
+    if abs(k - round(k)) > 1e-6:
+        raise ValueError(f"{label!r}: {value} is not on the slider's grid (min {lo}, step {step})")
+    if abs(cur - value) <= tol:
+        return
+    k = round(k)
+    thumb.focus()
+    if k == 0:
+        thumb.press("Home")
+    elif abs(value - hi) <= tol:
+        thumb.press("End")
+    else:
+        below = round(lo + (k - 1) * step, 12)
+        thumb.fill(repr(below))
+        thumb.press("ArrowRight")
+    try:
+        page.wait_for_function("([el, v, tol]) => Math.abs(+el.value - v) <= tol",
+                               arg=[thumb.element_handle(), value, tol], timeout=timeout, polling=100)
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"slider {label!r} shows {thumb.evaluate('el => el.value')}, not {value}") from None
+    wait_for_rerun(page, timeout=timeout)
