@@ -1,0 +1,599 @@
+"""A step-wise trainer: advance k optimizer steps, hand back a :class:`Snapshot` (for pages and the CLI).
+
+One step is the ArcFace recipe at toy scale: embed a mini-batch, feed the embeddings and labels to a
+:class:`~arcface_viz.losses.MarginLoss`, back-propagate, update the network *and* the class centres W_j.
+A snapshot holds what the figures need: the L2-normalised embeddings of a bounded sample on the circle or
+sphere (Fig. 3), the normalised centres W_j, θ_yi for every training sample (the Fig. 4(a) histogram)
+and the minimum angle between centres.
+
+Schedules applied before every step: margin warm-up ``margin_scale = min(1, step / warmup_steps)``
+(the margins ramp from 0), and for A-Softmax SphereFace's ``λ = max(λ_min, 1000·(1 + 0.12·step)^−1)``.
+
+Same seed ⇒ same run: :func:`build_toy_trainer` creates the model and W under ``torch.manual_seed(seed)``,
+batches are drawn with the trainer's own ``torch.Generator`` and dropout uses the trainer's own saved
+global RNG state, so other code (or other visitors of the app) drawing random numbers changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import pick_device
+from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defaults, make_loss
+from .models import ToyMLP
+from .params import LOSS_SPEC
+
+_DEG = 180.0 / math.pi
+_SMALL_MODEL = 200_000  # parameters; below this one CPU thread beats two (per-op overhead dominates)
+
+
+@dataclass
+class Snapshot:
+    """The state of a run after ``step`` optimizer steps (numpy arrays, picklable).
+
+    embeddings: (k, d) L2-normalised sample (test set if there is one); labels: (k,);
+    centres: (n, d) L2-normalised W_j; theta_deg: θ_yi in degrees for every training sample (Fig. 4a);
+    loss: mean training loss over the last chunk of steps (at step 0: the loss on the training set).
+    """
+
+    step: int
+    loss: float
+    train_acc: float
+    test_acc: float | None
+    embeddings: np.ndarray
+    labels: np.ndarray
+    centres: np.ndarray
+    theta_deg: np.ndarray
+    min_centre_angle_deg: float
+    lr: float
+    margin_scale: float
+    lam: float
+    seconds: float = 0.0  # training time so far (optimizer steps only, no snapshots)
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar fields, for curves and JSON."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not isinstance(getattr(self, f.name),
+                                                                                       np.ndarray)}
+
+
+class _Batches:
+    """Mini-batches from an in-memory tensor pair (uniform index sampling) or from any re-iterable source."""
+
+    def __init__(self, X, y, batch_size: int, generator: torch.Generator, device: torch.device) -> None:
+        self.device, self.batch_size, self.generator = device, batch_size, generator
+        if isinstance(X, (torch.Tensor, np.ndarray)) and y is None:
+            raise ValueError("y_train is missing (pass labels, or an iterable of (x, y) mini-batches as X_train)")
+        if y is not None:
+            self.X, self.y = _as_tensor(X, device), _as_tensor(y, device, torch.long)
+            if len(self.X) != len(self.y):
+                raise ValueError(f"X_train has {len(self.X)} rows but y_train has {len(self.y)}")
+            if len(self.y) == 0:
+                raise ValueError("empty training set")
+            self.source = None
+        else:  # an iterable of (x, y) mini-batches, e.g. a DataLoader
+            self.X = self.y = None
+            self.source: Iterable | None = X
+            self._it: Iterator | None = None
+
+    def indices(self, k: int, block: int = 512) -> Iterator[torch.Tensor]:
+        """Index rows for the next k in-memory batches, drawn ``block`` rows per call (on the CPU the same
+        numbers as one call per batch, so a run does not depend on how it is chunked)."""
+        for start in range(0, k, block):
+            rows = min(block, k - start)
+            yield from torch.randint(len(self.y), (rows, self.batch_size), generator=self.generator,
+                                     device=self.device).unbind(0)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.source is None:
+            idx = next(self.indices(1))
+            return self.X.index_select(0, idx), self.y.index_select(0, idx)
+        if self._it is None:
+            self._it = iter(self.source)
+        try:
+            xb, yb = next(self._it)
+        except StopIteration:
+            self._it = iter(self.source)
+            if self._it is self.source:
+                raise ValueError("the mini-batch iterator is exhausted; "
+                                 "pass a re-iterable (e.g. a DataLoader)") from None
+            xb, yb = next(self._it)
+        return _as_tensor(xb, self.device), _as_tensor(yb, self.device, torch.long)
+
+
+def _as_tensor(a, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.as_tensor(a).to(device=device, dtype=dtype)
+
+
+def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, device: torch.device):
+    """SGD (momentum 0.9, weight decay 5e-4, as in the paper) or Adam; fused kernels where available."""
+    if name not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
+    fused = device.type in ("cpu", "cuda")
+    make = (lambda **kw: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4, **kw)) if name == "sgd" \
+        else (lambda **kw: torch.optim.Adam(params, lr=lr, **kw))
+    try:
+        return make(fused=True) if fused else make()
+    except (RuntimeError, TypeError, ValueError):
+        return make()
+
+
+class Trainer:
+    """Train ``model`` (inputs → embeddings) with ``loss_fn`` (a MarginLoss holding W_j), k steps at a time.
+
+    ``X_train, y_train``: arrays or tensors (kept on the device, batches drawn by index), or ``X_train`` an
+    iterable of (x, y) mini-batches with ``y_train=None`` (then ``train_eval=(X, y)`` gives the set used for
+    train accuracy and θ_yi; without it they come from the last ≤ 8 batches of the last chunk).
+    ``eval_limit`` caps the number of training samples evaluated per snapshot (None: all).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: MarginLoss, X_train, y_train=None, X_test=None, y_test=None, *,
+                 optimizer: str = "adam", lr: float = 0.01, batch_size: int = 256, warmup_steps: int = 0,
+                 anneal: bool = True, device: torch.device | str | None = None, seed: int = 0,
+                 sample_size: int = 600, train_eval: tuple[Any, Any] | None = None, eval_limit: int | None = None,
+                 eval_batch_size: int = 4096, num_threads: int | None = None) -> None:
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.model, self.loss_fn = model.to(self.device), loss_fn.to(self.device)
+        self.optimizer_name, self.batch_size, self.seed = optimizer, int(batch_size), int(seed)
+        self.warmup_steps, self.anneal = int(warmup_steps), bool(anneal)
+        self.eval_batch_size, self.sample_size = int(eval_batch_size), int(sample_size)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.batches = _Batches(X_train, y_train, self.batch_size, self.generator, self.device)
+        params = [p for p in (*model.parameters(), *loss_fn.parameters()) if p.requires_grad]
+        self.optimizer = _make_optimizer(optimizer, params, float(lr), self.device)
+        self.step = 0
+        self.seconds = 0.0
+        self.config: ToyConfig | None = None  # set by build_toy_trainer
+        self.data = None  # the toy_data.ToyData, set by build_toy_trainer
+        self.lam_min = float(loss_fn.lam)  # the user's λ is the floor of the annealing
+        self._pending: dict[str, Any] = {}
+        self._last_loss: float | None = None
+        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # last batches (streaming sources)
+        n_params = sum(p.numel() for p in params)
+        self.num_threads = num_threads or (1 if self.device.type == "cpu" and n_params < _SMALL_MODEL else None)
+        with torch.random.fork_rng(devices=[]):  # our own RNG stream for dropout, independent of others
+            torch.manual_seed(self.seed)
+            self._rng_state = torch.get_rng_state()
+        self._cuda_rng = None
+
+        rng = np.random.default_rng(self.seed)
+        if train_eval is not None:
+            self.X_eval, self.y_eval = _as_tensor(train_eval[0], self.device), _as_tensor(train_eval[1], self.device,
+                                                                                          torch.long)
+        elif self.batches.source is None:
+            self.X_eval, self.y_eval = self.batches.X, self.batches.y
+        else:
+            self.X_eval = self.y_eval = None
+        if self.X_eval is not None and eval_limit is not None and len(self.y_eval) > eval_limit:
+            keep = torch.as_tensor(np.sort(rng.choice(len(self.y_eval), eval_limit, replace=False)),
+                                   device=self.device)
+            self.X_eval, self.y_eval = self.X_eval[keep], self.y_eval[keep]
+        self.has_test = X_test is not None and y_test is not None and len(y_test) > 0
+        if self.has_test:
+            self.X_test, self.y_test = _as_tensor(X_test, self.device), _as_tensor(y_test, self.device, torch.long)
+        else:
+            self.X_test = self.y_test = None
+        # the bounded sample drawn in snapshots: fixed once, from the test set if there is one
+        pool = len(self.y_test) if self.has_test else (len(self.y_eval) if self.y_eval is not None else 0)
+        self._sample_idx = torch.as_tensor(np.sort(rng.permutation(pool)[:sample_size]), device=self.device)
+        self._apply_schedules()
+
+    # --- controls ------------------------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        """New learning rate from the next step on."""
+        if not lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(lr)
+
+    def set_loss_params(self, **params: Any) -> None:
+        """Change s, m1, m2, m3, m, lam, margin or easy_margin; they apply at the next step (W_j is kept).
+
+        Values are checked against the ranges of :data:`~arcface_viz.params.LOSS_SPEC` (ParamError if not).
+        For A-Softmax with annealing, ``lam`` sets the floor λ_min of the schedule.
+        """
+        unknown = set(params) - set(PARAM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown loss parameter(s) {sorted(unknown)}; known: {', '.join(PARAM_NAMES)}")
+        self._pending.update({k: LOSS_SPEC[k].coerce(v) for k, v in params.items() if v is not None})
+
+    def set_warmup(self, warmup_steps: int) -> None:
+        self.warmup_steps = int(warmup_steps)
+
+    def loss_params(self) -> dict[str, Any]:
+        """The current values of the loss's own parameters (after pending changes)."""
+        out = {k: getattr(self.loss_fn, k) for k in self.loss_fn.info.params}
+        if "lam" in out and self._annealing:
+            out["lam"] = self.lam_min
+        out.update({k: v for k, v in self._pending.items() if k in out})
+        return out
+
+    @property
+    def _annealing(self) -> bool:
+        return self.anneal and self.loss_fn.info.head == "a_softmax"
+
+    def _apply_pending(self) -> None:
+        for k, v in self._pending.items():
+            if k == "lam" and self._annealing:
+                self.lam_min = float(v)
+            elif k in ("m",):
+                setattr(self.loss_fn, k, int(v))
+            elif k == "easy_margin":
+                self.loss_fn.easy_margin = bool(v)
+            else:
+                setattr(self.loss_fn, k, float(v))
+        self._pending.clear()
+        self._apply_schedules()
+
+    def _apply_schedules(self) -> None:
+        loss_fn = self.loss_fn
+        loss_fn.margin_scale = min(1.0, self.step / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        if self._annealing:
+            loss_fn.lam = a_softmax_lambda(self.step, self.lam_min)
+
+    # --- training ------------------------------------------------------------------------------
+
+    def advance(self, k: int = 1) -> Snapshot:
+        """Train ``k`` optimizer steps, then return a :meth:`snapshot`."""
+        with self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
+            self._restore_rng()
+            if k > 0:
+                self._train(int(k))
+            self._save_rng()
+            return self._snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The current state without training."""
+        with self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
+            self._restore_rng()
+            snap = self._snapshot()
+            self._save_rng()
+            return snap
+
+    def _train(self, k: int) -> None:
+        self._apply_pending()
+        model, loss_fn, opt, batches = self.model, self.loss_fn, self.optimizer, self.batches
+        warmup, annealing, lam_min = self.warmup_steps, self._annealing, self.lam_min
+        streaming = batches.source is not None
+        if streaming:
+            self._recent = []
+        model.train()
+        loss_fn.train()
+        total = torch.zeros((), device=self.device)
+        step = self.step
+        t0 = time.perf_counter()
+        if not streaming:  # the hot loop: tensors already on the device, one index row per step
+            X, y = batches.X, batches.y
+            for idx in batches.indices(k):
+                if warmup > 0:
+                    loss_fn.margin_scale = min(1.0, step / warmup)
+                if annealing:
+                    loss_fn.lam = a_softmax_lambda(step, lam_min)
+                loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+                step += 1
+        else:
+            for _ in range(k):
+                if warmup > 0:
+                    loss_fn.margin_scale = min(1.0, step / warmup)
+                if annealing:
+                    loss_fn.lam = a_softmax_lambda(step, lam_min)
+                xb, yb = batches.next()
+                loss = loss_fn(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+                step += 1
+                self._recent.append((xb, yb))
+                if len(self._recent) > 8:
+                    self._recent.pop(0)
+        self._last_loss = float(total) / k  # one sync per chunk
+        self.seconds += time.perf_counter() - t0
+        self.step = step
+        self._apply_schedules()
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed(self, X: torch.Tensor) -> torch.Tensor:
+        """Raw embeddings (eval mode), in chunks of ``eval_batch_size``."""
+        self.model.eval()
+        try:
+            return torch.cat([self.model(X[i:i + self.eval_batch_size])
+                              for i in range(0, len(X), self.eval_batch_size)]) if len(X) else \
+                torch.zeros(0, self.loss_fn.embedding_dim, device=self.device)
+        finally:
+            self.model.train()
+
+    @torch.no_grad()
+    def _snapshot(self) -> Snapshot:
+        loss_fn = self.loss_fn
+        loss_fn.eval()
+        try:
+            if self.X_eval is not None:
+                X_tr, y_tr = self.X_eval, self.y_eval
+            elif self._recent:
+                X_tr = torch.cat([b[0] for b in self._recent])
+                y_tr = torch.cat([b[1] for b in self._recent])
+            else:  # streaming, nothing trained yet: peek at a fresh pass, leaving the training stream alone
+                X_tr, y_tr = self._peek()
+            emb_tr = self.embed(X_tr)
+            logits_tr = loss_fn.logits(emb_tr)
+            train_acc = float((logits_tr.argmax(1) == y_tr).float().mean()) if len(y_tr) else float("nan")
+            cos_y = loss_fn.cosine(emb_tr).gather(1, y_tr[:, None])[:, 0] if len(y_tr) else emb_tr[:0, 0]
+            theta = torch.rad2deg(torch.acos(cos_y.clamp(-1.0, 1.0)))
+            if self.has_test:
+                emb_te = self.embed(self.X_test)
+                test_acc = float((loss_fn.logits(emb_te).argmax(1) == self.y_test).float().mean())
+                sample, sample_y = emb_te[self._sample_idx], self.y_test[self._sample_idx]
+            else:
+                test_acc = None
+                idx = self._sample_idx if self.X_eval is not None else torch.arange(
+                    min(len(y_tr), self.sample_size), device=self.device)
+                sample, sample_y = emb_tr[idx], y_tr[idx]
+            if self._last_loss is None:  # step 0: the loss on the training set, before any update
+                n0 = min(len(y_tr), 1024)  # bounded: the triplet term is quadratic in the batch
+                self._last_loss = float(loss_fn(emb_tr[:n0], y_tr[:n0])) if n0 else float("nan")
+            centres = F.normalize(loss_fn.weight.detach().float(), dim=1)
+            return Snapshot(
+                step=self.step, loss=self._last_loss, train_acc=train_acc, test_acc=test_acc,
+                embeddings=F.normalize(sample.float(), dim=1).cpu().numpy(), labels=sample_y.cpu().numpy(),
+                centres=centres.cpu().numpy(), theta_deg=theta.float().cpu().numpy(),
+                min_centre_angle_deg=min_centre_angle_deg(centres), lr=self.lr,
+                margin_scale=float(loss_fn.margin_scale), lam=float(loss_fn.lam), seconds=self.seconds,
+            )
+        finally:
+            loss_fn.train()
+
+    def _peek(self) -> tuple[torch.Tensor, torch.Tensor]:
+        source = self.batches.source
+        it = iter(source)
+        if it is source:  # a one-shot iterator: do not consume it
+            return torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
+        xb, yb = next(it)
+        return _as_tensor(xb, self.device), _as_tensor(yb, self.device, torch.long)
+
+    @torch.no_grad()
+    def embeddings(self, which: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """All raw (unnormalised) embeddings and labels of the train-evaluation set or the test set."""
+        X, y = (self.X_eval, self.y_eval) if which == "train" else (self.X_test, self.y_test)
+        if X is None:
+            raise ValueError(f"no {which} set to embed")
+        with self._threads():
+            return self.embed(X).float().cpu().numpy(), y.cpu().numpy()
+
+    # --- threads and RNG -----------------------------------------------------------------------
+
+    def _threads(self):
+        return _NumThreads(self.num_threads)
+
+    def _rng_devices(self) -> list:
+        return [self.device] if self.device.type == "cuda" else []
+
+    def _restore_rng(self) -> None:
+        torch.set_rng_state(self._rng_state)
+        if self.device.type == "cuda":
+            if self._cuda_rng is None:
+                torch.cuda.manual_seed(self.seed)
+            else:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
+
+    def _save_rng(self) -> None:
+        self._rng_state = torch.get_rng_state()
+        if self.device.type == "cuda":
+            self._cuda_rng = torch.cuda.get_rng_state(self.device)
+
+
+class _NumThreads:
+    """Temporarily use n intra-op threads (tiny models run faster on one thread: per-op overhead dominates)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.old = n, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = torch.get_num_threads()
+            if self.old != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.n and self.old and self.old != self.n:
+            torch.set_num_threads(self.old)
+
+
+def min_centre_angle_deg(centres: torch.Tensor | np.ndarray) -> float:
+    """The smallest angle (degrees) between two class centres W_j, W_k (j ≠ k); NaN for a single class."""
+    w = F.normalize(torch.as_tensor(centres).float(), dim=1)
+    n = len(w)
+    if n < 2:
+        return float("nan")
+    cos = (w @ w.t()).clamp(-1.0, 1.0)
+    cos.fill_diagonal_(-1.0)
+    return float(torch.rad2deg(torch.acos(cos.max())))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a trainer from a config (shared by the page, compare mode and the CLI)
+
+
+#: Training settings that work for each toy data set (used where a ToyConfig leaves them as None).
+#: The spirals need a deeper MLP, a smaller step and a margin warm-up, or two arms often merge.
+DATASET_TRAINING: dict[str, dict[str, Any]] = {
+    "spirals": {"hidden": (64, 64, 64), "lr": 0.003, "warmup_steps": 200},
+    "moons": {"hidden": (64, 64)},
+}
+TRAINING_DEFAULTS: dict[str, Any] = {"hidden": (64,), "warmup_steps": 0}
+DEFAULT_LR = {"adam": 0.01, "sgd": 0.1}
+
+
+@dataclass
+class ToyConfig:
+    """Everything that defines a toy run.  ``loss_params`` left out take loss_defaults(loss, low_dim=True);
+    ``hidden``, ``lr`` and ``warmup_steps`` left as None take DATASET_TRAINING[dataset], then the defaults
+    ((64,), 0.01 for Adam / 0.1 for SGD, 0)."""
+
+    dataset: str = "fig3"
+    dim: int = 2
+    loss: str = "arcface"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    num_classes: int | None = None  # None: the data set's default
+    samples_per_class: int | None = None
+    noise: float | None = None
+    data_params: dict[str, Any] = field(default_factory=dict)  # extra generator arguments (label_noise, ...)
+    test_fraction: float = 0.2
+    optimizer: str = "adam"
+    lr: float | None = None
+    batch_size: int = 256
+    warmup_steps: int | None = None
+    anneal: bool = True
+    hidden: tuple[int, ...] | None = None
+    seed: int = 0
+    device: str | None = None
+    sample_size: int = 600
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ToyConfig:
+        """Fields by name; loss parameters (s, m1, m2, …) may also sit at the top level, as in the page's
+        LOSS_SPEC values.  Parameters the chosen loss does not use are ignored; unknown keys raise."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names - set(PARAM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}")
+        kw = {k: v for k, v in values.items() if k in names}
+        loss_params = dict(kw.pop("loss_params", None) or {})
+        loss_params.update({k: v for k, v in values.items() if k in PARAM_NAMES and v is not None})
+        if kw.get("hidden") is not None:
+            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+        return cls(**kw, loss_params=loss_params)
+
+    def resolved(self) -> ToyConfig:
+        """A copy with hidden, lr and warmup_steps filled in (data set's recommendation, then defaults)."""
+        rec = {**TRAINING_DEFAULTS, "lr": DEFAULT_LR.get(self.optimizer, 0.01),
+               **DATASET_TRAINING.get(self.dataset, {})}
+        return replace(self, **{k: rec[k] for k in ("hidden", "lr", "warmup_steps") if getattr(self, k) is None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with every default filled in."""
+        self = self.resolved()
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["loss_params"] = self.resolved_loss_params()
+        return d
+
+    def resolved_loss_params(self) -> dict[str, Any]:
+        """loss_defaults(loss, low_dim=True) updated with the given values the loss actually uses."""
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        used = LOSSES[self.loss].params
+        out = loss_defaults(self.loss, low_dim=True)
+        out.update({k: LOSS_SPEC[k].coerce(v) for k, v in self.loss_params.items() if k in used and v is not None})
+        return out
+
+    def data(self):
+        """The generated data set (toy_data.ToyData)."""
+        from toy_data import make_dataset
+
+        return make_dataset(self.dataset, num_classes=self.num_classes, samples_per_class=self.samples_per_class,
+                            noise=self.noise, seed=self.seed, **self.data_params)
+
+
+def build_toy_trainer(config: ToyConfig | Mapping[str, Any] | None = None, *, data=None,
+                      model: nn.Module | None = None, **overrides: Any) -> Trainer:
+    """A :class:`Trainer` for a toy run.  ``config`` (a ToyConfig or a dict, see ToyConfig.from_dict) with
+    ``overrides`` on top.  The model (ToyMLP) and then W_j are created under ``torch.manual_seed(seed)``;
+    pass ``data`` (a ToyData) to reuse generated data and ``model`` to start from given weights (it is
+    deep-copied)."""
+    cfg = _config(config, overrides).resolved()
+    if cfg.dim not in (2, 3):
+        raise ValueError(f"embedding dimension must be 2 or 3, got {cfg.dim}")
+    loss_params = cfg.resolved_loss_params()
+    data = data if data is not None else cfg.data()
+    X_tr, y_tr, X_te, y_te = data.train_test_split(cfg.test_fraction, seed=cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)  # always drawn, so W_j's init does not depend on `model`
+        if model is not None:
+            net = copy.deepcopy(model)
+        loss_fn = make_loss(cfg.loss, data.num_classes, cfg.dim, **loss_params)
+    trainer = Trainer(net, loss_fn, X_tr, y_tr, X_te if len(y_te) else None, y_te if len(y_te) else None,
+                      optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps,
+                      anneal=cfg.anneal, device=cfg.device, seed=cfg.seed, sample_size=cfg.sample_size)
+    trainer.config = cfg
+    trainer.data = data
+    return trainer
+
+
+LIVE_SETTINGS = ("loss_params", "lr", "warmup_steps")  # what a running trainer can change between steps
+
+
+def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list[str]:
+    """Apply a changed config to a running trainer built by :func:`build_toy_trainer`.
+
+    Loss parameters, learning rate and warm-up apply at the next step; the names of the other changed
+    settings (data set, dimension, loss, seed, network, …) are returned: those need a new trainer (Reset).
+    """
+    new = _config(config, {}).resolved()
+    old: ToyConfig = trainer.config
+    reset = [f.name for f in fields(ToyConfig)
+             if f.name not in LIVE_SETTINGS and getattr(new, f.name) != getattr(old, f.name)]
+    if "loss" in reset:
+        return reset
+    params = new.resolved_loss_params()
+    if params != old.resolved_loss_params():
+        trainer.set_loss_params(**params)
+    if new.lr != old.lr:
+        trainer.set_lr(new.lr)
+    if new.warmup_steps != old.warmup_steps:
+        trainer.set_warmup(new.warmup_steps)
+    trainer.config = replace(old, loss_params=params, lr=new.lr, warmup_steps=new.warmup_steps)
+    return reset
+
+
+def build_compare_trainers(config: ToyConfig | Mapping[str, Any] | None = None,
+                           losses: tuple[str, str] = ("norm_softmax", "arcface"),
+                           loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+                           **overrides: Any) -> tuple[Trainer, Trainer]:
+    """Compare mode (Fig. 3): two trainers with the same data, seed, batches and initial network weights,
+    differing only in the loss.  ``loss_params[i]`` overrides loss i's low-dimensional defaults."""
+    cfg = _config(config, overrides).resolved()
+    data = cfg.data()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)
+    out = []
+    for name, params in zip(losses, loss_params, strict=True):
+        c = replace(cfg, loss=name, loss_params=dict(params or {}))
+        out.append(build_toy_trainer(c, data=data, model=net))
+    return out[0], out[1]
+
+
+def _config(config, overrides: Mapping[str, Any]) -> ToyConfig:
+    if config is None:
+        base: dict[str, Any] = {}
+    elif isinstance(config, ToyConfig):
+        base = {f.name: getattr(config, f.name) for f in fields(config)}
+    else:
+        base = dict(config)
+    if overrides:
+        base = {**base, **overrides}
+    return ToyConfig.from_dict(base)

@@ -1,0 +1,73 @@
+"""Toy-training benchmark (issue 3 goals): optimizer steps per second on fig3 (batch 256, MLP, ArcFace,
+2-D embeddings) and the training time ArcFace and Norm-Softmax need to reach 99 % test accuracy.
+
+    python bench/bench_toy.py [--seeds 3] [--steps 3000] [--chunk 25] [--device cpu]
+
+Times count optimizer steps only (``Trainer.seconds``), not the accuracy checks between chunks.  Other
+processes on the machine slow it down: the load average is printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import torch
+
+from arcface_viz.device import describe
+from arcface_viz.training import build_toy_trainer
+
+
+def steps_per_second(loss: str, steps: int, seed: int, device: str | None, repeats: int = 3) -> float:
+    """Best of ``repeats`` timed runs of ``steps`` steps (after 100 warm-up steps)."""
+    best = 0.0
+    for _ in range(repeats):
+        tr = build_toy_trainer(loss=loss, seed=seed, device=device)
+        tr.advance(100)
+        before = tr.seconds
+        tr.advance(steps)
+        best = max(best, steps / (tr.seconds - before))
+    return best
+
+
+def time_to_accuracy(loss: str, seed: int, device: str | None, target: float = 0.99, chunk: int = 25,
+                     max_steps: int = 20_000) -> tuple[int | None, float | None]:
+    """(steps, training seconds) until the test accuracy first reaches ``target``; (None, None) if never."""
+    tr = build_toy_trainer(loss=loss, seed=seed, device=device)
+    while tr.step < max_steps:
+        snap = tr.advance(chunk)
+        if snap.test_acc is not None and snap.test_acc >= target:
+            return snap.step, snap.seconds
+    return None, None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3000, help="steps per speed measurement")
+    ap.add_argument("--chunk", type=int, default=25, help="steps between accuracy checks")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args()
+
+    tr = build_toy_trainer(device=args.device)
+    print(f"device: {describe(tr.device)}; training threads: {tr.num_threads or torch.get_num_threads()}; "
+          f"load average: {os.getloadavg()[0]:.2f}")
+    print(f"fig3: {len(tr.batches.y)} train / {len(tr.y_test)} test samples, input dim {tr.data.input_dim}, "
+          f"MLP hidden {tr.config.hidden}, batch {tr.batch_size}, {tr.optimizer_name} lr {tr.lr}")
+    for loss in ("arcface", "norm_softmax"):
+        sps = steps_per_second(loss, args.steps, 0, args.device)
+        print(f"{loss:13s} steps/s (best of 3 x {args.steps}): {sps:.0f}")
+    for loss in ("arcface", "norm_softmax"):
+        results = [time_to_accuracy(loss, seed, args.device, chunk=args.chunk) for seed in range(args.seeds)]
+        secs = [s for _, s in results if s is not None]
+        steps = [n for n, _ in results if n is not None]
+        per_seed = ", ".join("never" if s is None else f"{n} steps {s:.3f} s" for n, s in results)
+        median = f"{statistics.median(secs):.3f} s" if secs else "never"
+        print(f"{loss:13s} to 99% test acc: median {median} (seeds 0-{args.seeds - 1}: {per_seed})"
+              + (f"; median steps {statistics.median(steps):.0f}" if steps else ""))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
