@@ -7,8 +7,22 @@ import streamlit as st
 
 from arcface_viz.device import describe
 from pages._registry import PAGES
+from pages._ui import PRESENT_KEY
 
-st.set_page_config(page_title="arcface-viz", page_icon=":material/radar:", layout="wide")
+# Projector mode: everything larger, so the back row can read it.
+PRESENTER_CSS = """
+html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; }
+[data-testid="stMetricValue"] { font-size: 2.6rem; }
+h1 { font-size: 3.2rem !important; }
+"""
+
+if "presenter" not in st.session_state:  # a shared ?present=true link starts in projector mode
+    st.session_state["presenter"] = st.query_params.get(PRESENT_KEY, "").lower() in ("1", "true", "yes")
+st.set_page_config(page_title="arcface-viz", page_icon=":material/radar:", layout="wide",
+                   initial_sidebar_state="collapsed" if st.session_state["presenter"] else "auto")
+if st.session_state["presenter"]:
+    st.html(f"<style>{PRESENTER_CSS}</style>")
 
 sections: dict[str, list] = {}
 for path, title, url_path, icon, section in PAGES:
@@ -18,5 +32,8 @@ page = st.navigation(sections)
 
 with st.sidebar:
     st.caption(f"Device: **{describe()}**")
+    st.toggle("Presenter mode", key="presenter", help="Large fonts and thick lines for a projector.")
+    st.toggle("Export buttons", key="exports", help="Every figure gets an interactive-HTML download; "
+              "the camera icon in a figure's toolbar saves a PNG.")
 
 page.run()

@@ -16,6 +16,8 @@ from arcface_viz.losses import LOSSES, loss_defaults
 from arcface_viz.params import Param, Spec
 
 HIDE_KEY = "hide"  # ?hide=m1,lr hides those controls (a teacher's link shows only what the lesson is about)
+PRESENT_KEY = "present"  # ?present=true: projector mode (large fonts, thick lines, controls collapsed)
+PASS_THROUGH = (HIDE_KEY, PRESENT_KEY)  # URL keys that belong to the app, not to a lesson's spec
 
 
 def _wkey(page: str, name: str) -> str:
@@ -121,13 +123,47 @@ def visible_loss_params(loss: str) -> tuple[str, ...]:
 
 
 def sync_url(spec: Spec, values: dict[str, Any]) -> None:
-    """Write the whole state into the URL (plus ?hide=, kept as it was)."""
+    """Write the whole state into the URL (plus ?hide= and ?present=) and offer it as a link to copy."""
     query = spec.to_query(values)
-    hide = st.query_params.get(HIDE_KEY)
-    if hide:
-        query[HIDE_KEY] = hide
+    for key in PASS_THROUGH:
+        if st.query_params.get(key):
+            query[key] = st.query_params[key]
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
+    with st.sidebar.expander("Share this view", icon=":material/link:"):
+        st.caption("This link reopens the page exactly as it is now. Add `&hide=m1,m3` to hide controls.")
+        st.code(share_link(query), language=None, wrap_lines=True)
+
+
+def share_link(query: dict[str, str]) -> str:
+    """The page's address with ``query``: what a visitor pastes to see the same picture."""
+    from urllib.parse import urlencode
+
+    try:
+        base = (st.context.url or "").split("?")[0]
+    except Exception:  # noqa: BLE001 - no request context (AppTest): a relative link still works
+        base = ""
+    return f"{base}?{urlencode(query)}"
+
+
+def presenter_on() -> bool:
+    """Projector mode: ?present=true in the link, or the sidebar switch."""
+    return bool(st.session_state.get("presenter"))
+
+
+def chart(fig: Any, key: str, *, file_name: str | None = None) -> None:
+    """Draw a plotly figure: projector styling when presenting, PNG from the toolbar's camera button,
+    and an interactive HTML download when exports are switched on."""
+    from arcface_viz.plots.style import presenter_style, standalone_html
+
+    if presenter_on():
+        fig = presenter_style(fig)
+    name = file_name or key
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
+        "format": "png", "filename": name, "scale": 2}})
+    if st.session_state.get("exports"):
+        st.download_button("Download as interactive HTML", standalone_html(fig, name), file_name=f"{name}.html",
+                           mime="text/html", key=f"{key}:html", icon=":material/download:", on_click="ignore")
 
 
 def app_frame() -> None:

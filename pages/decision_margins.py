@@ -14,7 +14,7 @@ from arcface_viz.plots.margins import (
     softmax_plane_figure,
     theta_plane_figure,
 )
-from pages._ui import controls, page_state, sync_url
+from pages._ui import chart, controls, page_state, sync_url
 
 PAGE = "decision-margins"
 
@@ -45,7 +45,7 @@ if loss == "softmax":
     if np.allclose(w1, w2):
         st.warning("W1 and W2 coincide (φ = 0 and equal norms): Softmax cannot separate the classes.")
         st.stop()
-    st.plotly_chart(softmax_plane_figure(w1, w2, values["bias"], 0.0), key="softmax-plane")
+    chart(softmax_plane_figure(w1, w2, values["bias"], 0.0), key="softmax-plane")
     bisector = phi / 2
     flip = softmax_flip_radius(bisector, w1, w2, values["bias"], 0.0)
     c1, c2 = st.columns(2)
@@ -63,9 +63,9 @@ st.markdown(
 )
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(theta_plane_figure(curve), key="theta-plane")
+    chart(theta_plane_figure(curve), key="theta-plane")
 with right:
-    st.plotly_chart(circle_margin_figure(phi, m1, m2, m3, label=info.label), key="circle")
+    chart(circle_margin_figure(phi, m1, m2, m3, label=info.label), key="circle")
 
 width = float(margin_width(np.array(phi), m1, m2, m3))
 rng = width_range(0.0, math.pi, m1, m2, m3)
@@ -85,4 +85,4 @@ elif width >= phi - 1e-9 and width > 0:
 st.subheader("Is the margin the same everywhere?")
 st.markdown("ArcFace's margin is a constant angle; SphereFace's and CosFace's depend on how far apart the "
             "centres are. Your loss is drawn on top of the paper's settings.")
-st.plotly_chart(margin_width_figure([*FIG5_WIDTH_CURVES, curve]), key="widths")
+chart(margin_width_figure([*FIG5_WIDTH_CURVES, curve]), key="widths")

@@ -7,7 +7,7 @@ import streamlit as st
 from arcface_viz.geometry import FIG4B_BY_KEY, margin_curve
 from arcface_viz.params import CURVES_SPEC
 from arcface_viz.plots.curves import sample_loss_figure, target_logit_figure
-from pages._ui import controls, page_state, sync_url
+from pages._ui import chart, controls, page_state, sync_url
 
 PAGE = "target-logit"
 
@@ -31,7 +31,7 @@ if not curves:
     st.info("Pick at least one paper curve or switch on *Your curve* in the sidebar.", icon=":material/info:")
     st.stop()
 
-st.plotly_chart(target_logit_figure(curves, full_range=values["full_range"], monotonic=values["monotonic"]),
+chart(target_logit_figure(curves, full_range=values["full_range"], monotonic=values["monotonic"]),
                 key="fig4b")
 
 if values["custom"]:
@@ -62,5 +62,5 @@ st.markdown(
     "$dL/d\\theta$: the push the sample gets toward its centre. A margin keeps the push on for samples that "
     "are already classified correctly."
 )
-st.plotly_chart(sample_loss_figure(curves, s=values["s"], num_classes=values["classes"],
+chart(sample_loss_figure(curves, s=values["s"], num_classes=values["classes"],
                                    full_range=values["full_range"]), key="sample-loss")

@@ -11,10 +11,12 @@ from arcface_viz.plots.sphere import (
     curves_figure,
     embedding_figure,
     theta_histogram_figure,
+    training_animation,
 )
+from arcface_viz.plots.style import standalone_html
 from arcface_viz.training import build_compare_trainers, build_toy_trainer, reconfigure
 from pages._live import get_or_build, live_buttons, tick
-from pages._ui import controls, page_state, sync_url
+from pages._ui import chart, controls, page_state, sync_url
 
 PAGE = "toy-training"
 TICK_SECONDS = 0.15
@@ -81,11 +83,31 @@ def draw(run: LiveSession) -> None:
         figs = [embedding_figure(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
                                  title=f"{titles[0]}: embeddings and class centres W_j", regions=regions[0])]
     for col, fig, i in zip(st.columns(len(figs)), figs, range(len(figs)), strict=True):
-        col.plotly_chart(fig, key=f"{PAGE}-emb-{i}")
+        with col:
+            chart(fig, key=f"{PAGE}-emb-{i}")
     for col, hist, title, i in zip(st.columns(len(snaps)), run.history, titles, range(len(snaps)), strict=True):
-        col.plotly_chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
-                         key=f"{PAGE}-theta-{i}")
-        col.plotly_chart(curves_figure(**run.curves(i)), key=f"{PAGE}-curves-{i}")
+        with col:
+            chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
+                  key=f"{PAGE}-theta-{i}")
+            chart(curves_figure(**run.curves(i)), key=f"{PAGE}-curves-{i}")
+
+
+def export_animation(run: LiveSession) -> None:
+    """The run so far as an animated, offline HTML file (plotly frames), one per loss — for slides."""
+    if not st.session_state.get("exports") or run.running:
+        return
+    for i, (trainer, hist) in enumerate(zip(run.trainers, run.history, strict=True)):
+        name = trainer.loss_fn.name.replace("+", "_")
+        loss_fn = trainer.loss_fn  # the animation applies each frame's warm-up scale itself
+        margins = (loss_fn.m1, loss_fn.m2, loss_fn.m3) if loss_fn.info.head == "cosine" else None
+        fig = training_animation(hist, title=f"{LOSSES[trainer.loss_fn.name].label} on {values['dataset']}",
+                                 margins=margins)
+        st.download_button(f"Training animation: {LOSSES[trainer.loss_fn.name].label} (HTML)",
+                           standalone_html(fig, f"{name} training"), file_name=f"toy-{name}-animation.html",
+                           mime="text/html", key=f"{PAGE}:anim-{i}", icon=":material/movie:", on_click="ignore")
+
+
+export_animation(run)
 
 
 @st.fragment(run_every=TICK_SECONDS if run.running else None)

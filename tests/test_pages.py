@@ -95,3 +95,23 @@ def test_hide_removes_controls_but_keeps_values():
     assert "m2 (additive angle, rad)" in labels
     assert "1.3" in charts(at)[0]["data"][-1]["name"]
     assert at.query_params["hide"] in ("m1,m3", ["m1,m3"])
+
+
+def test_presenter_mode_from_link_enlarges_figures():
+    plain = charts(open_page("pages/target_logit.py"))[0]
+    at = open_page("pages/target_logit.py", {"present": "true"})
+    big = charts(at)[0]
+    assert at.session_state["presenter"] is True
+    assert big["layout"]["font"]["size"] > plain["layout"]["font"]["size"]
+    assert big["data"][0]["line"]["width"] > plain["data"][0]["line"]["width"]
+    assert at.query_params["present"] in ("true", ["true"])  # kept in the link
+
+
+def test_share_link_and_exports():
+    at = open_page("pages/decision_margins.py", {"phi": "60.0"})
+    link = " ".join(c.value for c in at.code)
+    assert "phi=60.0" in link and "loss=arcface" in link
+    assert not at.get("download_button")
+    widget(at, "Export buttons").set_value(True).run()
+    downloads = at.get("download_button")
+    assert len(downloads) == len(charts(at)) == 3

@@ -177,7 +177,7 @@ def test_mismatched_lengths_and_bad_dimension_raise():
 
 
 def test_palette_is_okabe_ito_up_to_8_and_distinct_up_to_10():
-    assert ps.palette(8) == list(ps.OKABE_ITO)
+    assert ps.palette(8) == list(ps.CLASS_COLOURS)
     assert len(set(ps.palette(10))) == 10
     # Beyond the palette the colours repeat but the (colour, marker) pairs stay distinct.
     pairs = {(c, ps.class_symbol(j, 14)) for j, c in enumerate(ps.palette(14))}

@@ -94,3 +94,11 @@ def test_live_session_bounds_history_and_stops_at_limit():
     curves = sess.curves(0)
     assert list(curves["steps"]) == [0, 5, 10, 15, 20, 25, 30, 35]
     assert sess.changed({"x": 2}) == ["x"] and sess.changed({"x": 1}) == []
+
+
+def test_training_animation_export_after_a_few_steps():
+    at = open_page(PAGE)
+    button(at, "Step").click().run()
+    widget(at, "Export buttons").set_value(True).run()
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert any("Training animation" in lab for lab in labels)

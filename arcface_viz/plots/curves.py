@@ -11,11 +11,6 @@ from plotly.subplots import make_subplots
 
 from ..geometry import FIG4B_CURVES, FIG4B_Y_RANGE, CurveLike, as_curve, theta_grid_deg
 
-# Okabe–Ito, the colour-blind-safe palette (yellow left out: too pale on white).
-OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
-}
 CURVE_COLOURS = ("#000000", "#CC79A7", "#56B4E9", "#D55E00", "#009E73", "#0072B2", "#E69F00")
 CURVE_DASHES = ("solid", "dashdot", "longdash")  # cycle after the seven colours are used
 FONT_SIZE = 15

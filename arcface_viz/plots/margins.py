@@ -27,7 +27,8 @@ from ..geometry import (
     softmax_boundary,
     swallow_angle,
 )
-from .curves import OKABE_ITO, curve_style, style_figure
+from .curves import curve_style, style_figure
+from .style import OKABE_ITO
 
 REGION_COLOURS = {CLASS1: OKABE_ITO["blue"], CLASS2: OKABE_ITO["orange"], NEITHER: "#AAAAAA",
                   BOTH: OKABE_ITO["purple"]}

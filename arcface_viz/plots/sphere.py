@@ -29,8 +29,11 @@ import plotly.graph_objects as go
 
 from arcface_viz.losses import target_logit
 
+from .style import OKABE_ITO
+
 # Okabe & Ito (2008), yellow moved to 7th place because it is faint on white.
-OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+CLASS_COLOURS = tuple(OKABE_ITO[k] for k in
+                      ("orange", "sky_blue", "green", "blue", "vermillion", "purple", "yellow", "black"))
 # Paul Tol's "muted" scheme (colour-blind safe, 9 colours) plus black: used from 9 classes on.
 TOL_MUTED = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933",
              "#AA4499", "#000000")
@@ -56,14 +59,14 @@ def palette(n: int) -> list[str]:
 
     Beyond 10 classes the colours repeat; :func:`class_symbol` then changes the marker shape.
     """
-    base = OKABE_ITO if n <= len(OKABE_ITO) else TOL_MUTED
+    base = CLASS_COLOURS if n <= len(CLASS_COLOURS) else TOL_MUTED
     return [base[j % len(base)] for j in range(n)]
 
 
 def class_symbol(j: int, n: int, dim: int = 2) -> str:
     """Marker shape for class j: a plain circle until the palette cycles, then one shape per cycle."""
     symbols = SYMBOLS_2D if dim == 2 else SYMBOLS_3D
-    cycle = len(OKABE_ITO) if n <= len(OKABE_ITO) else len(TOL_MUTED)
+    cycle = len(CLASS_COLOURS) if n <= len(CLASS_COLOURS) else len(TOL_MUTED)
     return symbols[(j // cycle) % len(symbols)]
 
 
