@@ -13,7 +13,7 @@ from pages._ui import PRESENT_KEY
 PRESENTER_CSS = """
 html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; }
-[data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stMetricValue"] * { font-size: 2.4rem !important; }
 h1 { font-size: 3.2rem !important; }
 """
 

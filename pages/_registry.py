@@ -6,6 +6,7 @@ is added here once.
 
 PAGES = [
     ("pages/home.py", "The margin family", "", ":material/functions:", "Lessons"),
+    ("pages/explainer.py", "Explainer: ArcFace step by step", "explainer", ":material/school:", "Lessons"),
     ("pages/target_logit.py", "Target logit vs angle", "target_logit", ":material/show_chart:", "Lessons"),
     ("pages/decision_margins.py", "Decision margins", "decision_margins", ":material/call_split:", "Lessons"),
     ("pages/toy_training.py", "Live training: toy data", "toy_training", ":material/scatter_plot:", "Training"),
