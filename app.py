@@ -4,8 +4,10 @@ Builds the navigation from pages/_registry.py and the sidebar every page shares.
 """
 
 import streamlit as st
+import torch
 
 from arcface_viz.device import describe
+from arcface_viz.hosted import limits
 from pages._registry import PAGES
 from pages._ui import PRESENT_KEY
 
@@ -29,9 +31,13 @@ for path, title, url_path, icon, section in PAGES:
     sections.setdefault(section, []).append(st.Page(path, title=title, url_path=url_path, icon=icon,
                                                     default=not url_path))
 page = st.navigation(sections)
+if limits().torch_threads:  # hosted: one thread per visitor's training, so visitors share the CPU fairly
+    torch.set_num_threads(limits().torch_threads)
 
 with st.sidebar:
     st.caption(f"Device: **{describe()}**")
+    if limits().notice:
+        st.info(limits().notice, icon=":material/public:")
     st.toggle("Presenter mode", key="presenter", help="Large fonts and thick lines for a projector.")
     st.toggle("Export buttons", key="exports", help="Every figure gets an interactive-HTML download; "
               "the camera icon in a figure's toolbar saves a PNG.")

@@ -7,9 +7,8 @@ from typing import Any
 
 import streamlit as st
 
+from arcface_viz.hosted import limits
 from arcface_viz.live import LiveSession
-
-MAX_STEPS = 50_000  # a run pauses itself here; Reset starts over
 
 
 def _key(page: str) -> str:
@@ -18,13 +17,14 @@ def _key(page: str) -> str:
 
 def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, Any]], list],
                  live_keys: Iterable[str], apply_live: Callable[[LiveSession, dict[str, Any]], None],
-                 max_steps: int = MAX_STEPS) -> LiveSession | None:
+                 max_steps: int | None = None) -> LiveSession | None:
     """The page's session, built on first use or rebuilt while it has not started.
 
     A structural change (data, dimension, loss, seed) after training started does not throw the run
     away: the page says Reset applies it.  Other settings apply at the next step.  A setting that cannot
     be built shows its message and returns None.
     """
+    max_steps = max_steps or limits().max_steps  # a run pauses itself there; Reset starts over
     live = set(live_keys)
     structure = {k: v for k, v in values.items() if k not in live}
     sess: LiveSession | None = st.session_state.get(_key(page))

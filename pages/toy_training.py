@@ -3,6 +3,7 @@
 import streamlit as st
 
 from arcface_viz.geometry import margin_fit_warning
+from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
 from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import TOY_LIVE, TOY_SPEC, toy_config, toy_dataset_defaults
@@ -24,20 +25,21 @@ TICK_SECONDS = 0.15
 st.title("Live training: toy data")
 st.caption("A small MLP maps toy data to a 2-D or 3-D embedding; each loss arranges the embeddings on the "
            "circle or the sphere in its own way. The paper's Fig. 3 is *compare mode* on the Fig. 3 data set.")
-values = page_state(PAGE, TOY_SPEC)
+SPEC = capped(TOY_SPEC)
+values = page_state(PAGE, SPEC)
 loss = values["loss"]
 
 with st.sidebar:
     st.header("Data")
-    controls(PAGE, TOY_SPEC, ("dataset", "classes", "samples", "noise", "seed"),
+    controls(PAGE, SPEC, ("dataset", "classes", "samples", "noise", "seed"),
              defaults_for={"dataset": toy_dataset_defaults})
     st.header("Loss")
-    controls(PAGE, TOY_SPEC, ("loss", *LOSSES[loss].params))
+    controls(PAGE, SPEC, ("loss", *LOSSES[loss].params))
     st.header("Training")
-    controls(PAGE, TOY_SPEC, ("dim", "optimizer", "lr", "warmup", "steps_per_frame"))
+    controls(PAGE, SPEC, ("dim", "optimizer", "lr", "warmup", "steps_per_frame"))
     st.header("Compare")
-    controls(PAGE, TOY_SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
-sync_url(TOY_SPEC, values)
+    controls(PAGE, SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
+sync_url(SPEC, values)
 if LOSSES[loss].head == "cosine":
     fit = margin_fit_warning(values["classes"], values["dim"], *loss_margins(loss, values))
     if fit:

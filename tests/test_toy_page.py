@@ -102,3 +102,13 @@ def test_training_animation_export_after_a_few_steps():
     widget(at, "Export buttons").set_value(True).run()
     labels = [d.proto.label for d in at.get("download_button")]
     assert any("Training animation" in lab for lab in labels)
+
+
+def test_hosted_mode_caps_a_visitor_and_says_so(monkeypatch):
+    monkeypatch.setenv("ARCFACE_VIZ_HOSTED", "1")
+    at = open_page(PAGE, {"samples": "1500"})
+    assert any("shared online version" in i.value for i in at.sidebar.info)
+    assert widget(at, "samples per class").max == 300
+    assert any("1500" in w.value for w in at.warning)  # the link asked for more than allowed
+    sess = at.session_state["_live:toy-training"]
+    assert sess.max_steps == 3000
