@@ -1,0 +1,186 @@
+"""``arcface-viz runs {launch,list,show,stop,resume}``: full-scale training runs under torchrun.
+
+The same registry as the app's Backend page (``$ARCFACE_VIZ_REGISTRY``, default ``runs/registry.sqlite3``),
+so a run launched here shows up there and the other way round.
+
+- ``launch --config FILE|PRESET [--set key=value ...] [--nproc-per-node P --nnodes N --node-rank R
+  --master-addr A --master-port PORT] [--wait]``
+- ``list [--json]``, ``show ID [--json] [--log N] [--slurm]``, ``stop ID``, ``resume ID [--wait]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from ..runs import Registry, Run, load_launch_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="launch, list, show, stop and resume full-scale training runs",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--registry", metavar="FILE", default=None,
+                   help="SQLite registry (default: $ARCFACE_VIZ_REGISTRY or runs/registry.sqlite3)")
+    rsub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+
+    la = rsub.add_parser("launch", help="validate a config and start it under torchrun",
+                         description="Validate a config (file or preset), write it into a new run directory "
+                                     "and start torchrun in its own process group.")
+    la.add_argument("--config", required=True, metavar="FILE|PRESET", help="a JSON config file or a preset name")
+    la.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value (VALUE read as JSON if it parses, else as text); repeatable")
+    la.add_argument("--name", default=None, help="a name for the run (default: network-loss)")
+    la.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) on this node (default 1)")
+    la.add_argument("--nnodes", type=int, default=1, help="number of machines (default 1)")
+    la.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0 … nnodes-1 (default 0)")
+    la.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (default 127.0.0.1)")
+    la.add_argument("--master-port", type=int, default=None,
+                    help="rendezvous port (default: a free port on one node, 29500 on several)")
+    la.add_argument("--wait", action="store_true", help="wait for the run to end and exit 1 unless it finished")
+    la.add_argument("--json", action="store_true", help="print the run as one JSON object")
+    la.set_defaults(func=run_launch)
+
+    ls = rsub.add_parser("list", help="every run with its status and last metrics")
+    ls.add_argument("--json", action="store_true", help="print a JSON list")
+    ls.set_defaults(func=run_list)
+
+    sh = rsub.add_parser("show", help="one run: status, metrics, command lines, log tail")
+    sh.add_argument("id", type=int)
+    sh.add_argument("--json", action="store_true", help="print one JSON object (with the metrics records)")
+    sh.add_argument("--log", type=int, default=20, metavar="N", help="lines of the log to print (default 20)")
+    sh.add_argument("--slurm", action="store_true", help="print an sbatch script for the run instead")
+    sh.set_defaults(func=run_show)
+
+    st = rsub.add_parser("stop", help="SIGTERM every rank of a run, SIGKILL after a grace period")
+    st.add_argument("id", type=int)
+    st.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default 10)")
+    st.set_defaults(func=run_stop)
+
+    re_ = rsub.add_parser("resume", help="restart a run from its latest checkpoint, in the same run directory")
+    re_.add_argument("id", type=int)
+    re_.add_argument("--wait", action="store_true", help="wait for the run to end and exit 1 unless it finished")
+    re_.set_defaults(func=run_resume)
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(args.registry) if args.registry else Registry()
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "–"
+
+
+def _summary(run: Run) -> str:
+    m = run.last_metrics
+    parts = []
+    if "step" in m:
+        parts.append(f"step {m['step']}")
+    if isinstance(m.get("loss"), int | float):
+        parts.append(f"loss {m['loss']:.4f}")
+    if isinstance(m.get("samples_per_sec"), int | float):
+        parts.append(f"{m['samples_per_sec']:.1f} samples/s")
+    for target, v in (m.get("val") or {}).items():
+        if isinstance(v.get("acc"), int | float):
+            parts.append(f"{target} {100 * v['acc']:.2f}%")
+    return ", ".join(parts)
+
+
+def _wait_and_report(reg: Registry, run_id: int) -> int:
+    run = reg.wait(run_id)
+    print(f"run {run.id} {run.status}" + (f": {run.message}" if run.message else ""))
+    return 0 if run.status == "finished" else 1
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    config = load_launch_config(args.config)
+    for item in args.overrides:
+        key, value = _parse_override(item)
+        config[key] = value
+    reg = _registry(args)
+    run_id = reg.launch(config, nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, node_rank=args.node_rank,
+                        master_addr=args.master_addr, master_port=args.master_port, name=args.name)
+    run = reg.get(run_id)
+    if args.json:
+        print(json.dumps(run.to_dict()))
+    else:
+        print(f"run {run.id} started (pid {run.pid}) in {run.run_dir}")
+        if run.nnodes > 1:
+            for rank in range(run.nnodes):
+                if rank != run.node_rank:
+                    print(f"  node {rank}: {reg.command_line(run.id, node_rank=rank)}")
+    return _wait_and_report(reg, run_id) if args.wait else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    runs = _registry(args).list()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs]))
+        return 0
+    if not runs:
+        print("no runs yet: python -m arcface_viz runs launch --config PRESET")
+        return 0
+    print(f"{'id':>4}  {'status':<9} {'created':<19}  {'ranks':>5}  {'name':<24} last metrics")
+    for r in runs:
+        print(f"{r.id:>4}  {r.status:<9} {_when(r.created):<19}  {r.world_size:>5}  {r.name[:24]:<24} {_summary(r)}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    reg.reconcile()
+    run = reg.get(args.id)
+    if args.slurm:
+        print(reg.slurm_script(run.id))
+        return 0
+    if args.json:
+        out = run.to_dict()
+        out["metrics"] = reg.metrics(run.id)
+        out["command_line"] = reg.command_line(run.id)
+        out["resume_command_line"] = reg.command_line(run.id, resume=True)
+        out["node_command_lines"] = [reg.command_line(run.id, node_rank=k) for k in range(run.nnodes)]
+        print(json.dumps(out))
+        return 0
+    print(f"run {run.id} \"{run.name}\": {run.status}" + (f" ({run.message})" if run.message else ""))
+    print(f"  directory: {run.run_dir}")
+    print(f"  created {_when(run.created)}, started {_when(run.started)}, ended {_when(run.ended)}")
+    print(f"  ranks: {run.nproc_per_node} per node × {run.nnodes} node(s); pid {run.pid}, "
+          f"exit code {run.exit_code if run.exit_code is not None else '–'}")
+    if run.last_metrics:
+        print(f"  last metrics: {_summary(run)}")
+    print(f"  rerun: {reg.command_line(run.id)}")
+    print(f"  resume: {reg.command_line(run.id, resume=True)}")
+    for rank in range(1, run.nnodes):
+        print(f"  node {rank}: {reg.command_line(run.id, node_rank=rank)}")
+    tail = reg.log_tail(run.id, args.log)
+    if tail:
+        print(f"--- last {args.log} lines of the log ---")
+        print(tail)
+    return 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    reg.reconcile()
+    run = reg.stop(args.id, grace=args.grace)
+    print(f"run {run.id} stopped")
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    run = reg.resume(args.id)
+    print(f"run {run.id} resumed (pid {run.pid}) in {run.run_dir}")
+    return _wait_and_report(reg, run.id) if args.wait else 0

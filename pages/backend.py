@@ -1,0 +1,376 @@
+"""Backend: launch, follow, stop and resume full-scale face-recognition training runs (torchrun).
+
+Locked unless the operator enables it (ARCFACE_VIZ_BACKEND=1 or st.secrets["backend"]["enabled"]); optionally
+behind st.secrets["backend"]["password"].  Everything it does is in arcface_viz.runs (also the CLI
+``python -m arcface_viz runs ...``); this page only draws it.
+"""
+
+import hmac
+import json
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from arcface_viz import runs as R
+from arcface_viz import settings
+from arcface_viz.losses import LOSSES
+from pages._registry import PAGES
+from pages._ui import app_frame, controls, page_state, sync_url
+
+PAGE = "backend"
+STATUS_BADGE = {"queued": ("gray", ":material/schedule:"), "running": ("blue", ":material/sync:"),
+                "finished": ("green", ":material/check_circle:"), "failed": ("red", ":material/error:"),
+                "stopped": ("orange", ":material/stop_circle:")}
+
+app_frame()  # a deep link on a fresh server: run inside app.py's navigation first
+st.title("Full-scale training runs")
+st.caption("Train a face backbone with any loss of the family, on one GPU, many GPUs or many machines "
+           "(torchrun), and follow it live.")
+
+
+def _secret(section: str, key: str):
+    try:
+        return st.secrets[section][key]
+    except Exception:  # no secrets file, no section, no key: all mean "not set"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the lock: off unless the operator switched it on
+
+if not settings.backend_enabled(_secret("backend", "enabled")):
+    where = ("This app is **hosted for the public**, so the backend is off: it starts processes and "
+             "writes files on the server." if settings.hosted() else
+             "The backend starts training processes and writes files on this machine, so it is off until "
+             "the operator switches it on.")
+    st.warning(f"**The training backend is locked.** {where}", icon=":material/lock:")
+    st.markdown(
+        "To enable it, the operator sets **one** of:\n\n"
+        "- the environment variable `ARCFACE_VIZ_BACKEND=1` before `streamlit run app.py`, or\n"
+        "- in `.streamlit/secrets.toml`:\n\n"
+        "  ```toml\n  [backend]\n  enabled = true\n  password = \"...\"   # optional: ask for it first\n  ```\n\n"
+        "Runs and data stay inside `ARCFACE_VIZ_RUNS` (default `./runs`) and `ARCFACE_VIZ_DATA_ROOTS` "
+        "(default `./data` and the user cache). The same runs are available from the command line: "
+        "`python -m arcface_viz runs --help`."
+    )
+    st.stop()
+
+password = _secret("backend", "password")
+if password and not st.session_state.get("backend:unlocked"):
+    entered = st.text_input("Backend password", type="password", key="backend:password",
+                            help="Set by the operator in st.secrets['backend']['password'].")
+    if entered:
+        if hmac.compare_digest(str(entered).encode(), str(password).encode()):
+            st.session_state["backend:unlocked"] = True
+            st.rerun()
+        st.warning("Wrong password.", icon=":material/key_off:")
+    else:
+        st.info("The backend is protected by a password.", icon=":material/key:")
+    st.stop()
+
+registry = R.Registry()
+with st.sidebar:
+    st.caption(f"Runs: `{registry.runs_root}`  \nData: " + ", ".join(f"`{r}`" for r in settings.data_roots()))
+
+# Every action runs in a button callback: callbacks run before the script, so a rerun of the script
+# (app_frame, a fragment) never loses a click.  What an action has to say waits in a "flash" message.
+
+
+def _flash(where: str, kind: str, text: str, payload: dict | None = None) -> None:
+    st.session_state[f"{PAGE}:flash:{where}"] = (kind, text, payload)
+
+
+def _show_flash(where: str) -> None:
+    item = st.session_state.pop(f"{PAGE}:flash:{where}", None)
+    if item:
+        kind, text, payload = item
+        icon = {"success": ":material/check:", "error": ":material/block:", "warning": ":material/warning:"}
+        getattr(st, kind)(text, icon=icon.get(kind))
+        if payload:
+            st.json(payload)
+
+
+def _current(spec) -> dict:
+    """The launch form's values as the widgets hold them now (callbacks run before load_state merges them)."""
+    values = dict(st.session_state.get(f"_values:{PAGE}", spec.defaults()))
+    for p in spec:
+        if f"{PAGE}:{p.name}" in st.session_state:
+            values[p.name] = st.session_state[f"{PAGE}:{p.name}"]
+    return values
+
+
+def _launch(spec) -> None:
+    try:
+        checked = spec.validate(_current(spec))
+        run_id = registry.launch(R.config_from_values(checked), nproc_per_node=checked["nproc_per_node"],
+                                 nnodes=checked["nnodes"], node_rank=checked["node_rank"],
+                                 master_addr=st.session_state.get(f"{PAGE}:master_addr", "127.0.0.1").strip(),
+                                 master_port=checked["master_port"] or None,
+                                 name=st.session_state.get(f"{PAGE}:name", "").strip() or None)
+    except (ValueError, FileNotFoundError) as exc:
+        _flash("launch", "error", f"Not launched: {exc}")
+    else:
+        st.session_state[f"{PAGE}:run"] = run_id
+        _flash("launch", "success", f"Run {run_id} started: follow it on the Runs tab.")
+
+
+def _data_action(where: str, label: str, fn, *keys: str, ints: tuple[str, ...] = ()) -> None:
+    args = [int(st.session_state[f"{PAGE}:{k}"]) if k in ints else str(st.session_state.get(f"{PAGE}:{k}", ""))
+            for k in keys]
+    try:
+        out = fn(*args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _flash(where, "error", f"{label}: {exc}")
+    else:
+        _flash(where, "success", f"{label}: done.", out)
+
+
+def _stop(run_id: int) -> None:
+    try:
+        registry.stop(run_id)
+    except ValueError as exc:
+        _flash("run", "warning", str(exc))
+
+
+def _resume(run_id: int) -> None:
+    try:
+        registry.resume(run_id)
+    except (ValueError, FileNotFoundError) as exc:
+        _flash("run", "error", f"Not resumed: {exc}")
+
+
+def _open_embeddings(path: str) -> None:
+    st.session_state["stats_embeddings_path"] = path
+    st.session_state[f"{PAGE}:goto_stats"] = True
+
+
+def _fit_choices(spec, values: dict) -> None:
+    """Data sets come and go: a stored choice that is no longer offered falls back to the default."""
+    for p in spec:
+        if p.kind == "choice" and values.get(p.name) not in p.choices:
+            values[p.name] = p.default
+            st.session_state.pop(f"{PAGE}:{p.name}", None)
+        elif p.kind == "multi" and any(v not in p.choices for v in values.get(p.name, ())):
+            values[p.name] = tuple(v for v in values[p.name] if v in p.choices)
+            st.session_state.pop(f"{PAGE}:{p.name}", None)
+
+
+def _apply_preset(spec, values: dict) -> None:
+    """Picking another preset loads its values into every control (the first visit keeps the URL's values)."""
+    key = f"{PAGE}:applied_preset"
+    if st.session_state.get(key, values["preset"]) != values["preset"]:
+        for name, value in R.values_from_config(R.load_launch_config(values["preset"])).items():
+            if name in spec:
+                try:
+                    value = spec[name].coerce(value)
+                except ValueError:
+                    continue
+                values[name] = value
+                st.session_state[f"{PAGE}:{name}"] = value
+    st.session_state[key] = values["preset"]
+
+
+def _lr_input(spec, values: dict, container) -> None:
+    """The learning rate needs more digits than a plain number input shows (0.0005 for AdamW)."""
+    p, key = spec["lr"], f"{PAGE}:lr"
+    if key not in st.session_state:
+        st.session_state[key] = float(values["lr"])
+    values["lr"] = container.number_input(p.title, min_value=float(p.min), step=p.step, format="%.6f", key=key,
+                                          help=p.help)
+
+
+def _fmt(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else ""
+
+
+def _stats_page() -> str | None:
+    """The registered page that shows Table 3 and the hypersphere for an embeddings.npz, if there is one."""
+    for word in ("stat", "table", "sphere"):
+        for path, *_ in PAGES:
+            if word in Path(path).stem and path != "pages/backend.py":
+                return path
+    return None
+
+
+found = R.find_datasets()
+spec = R.launch_spec(R.trainer_presets(), found)
+values = page_state(PAGE, spec)
+_fit_choices(spec, values)
+_apply_preset(spec, values)
+if st.session_state.pop(f"{PAGE}:goto_stats", False) and _stats_page():
+    st.switch_page(_stats_page())
+
+tab_runs, tab_launch, tab_data = st.tabs(["Runs", "Launch a run", "Prepare data"])
+
+# ---------------------------------------------------------------------------------------------
+# launch form
+
+with tab_launch:
+    st.markdown("Pick a preset, then change what you need. Every value is checked before anything starts; data "
+                "sets are the ones found in the data roots (make one on *Prepare data*).")
+    left, mid, right = st.columns(3)
+    loss_names = ("loss", *(k for k in LOSSES[values["loss"]].params if k in spec))
+    controls(PAGE, spec, ("preset", "network", "embedding_size"), left, low_dim=False)
+    controls(PAGE, spec, loss_names, left, low_dim=False)
+    controls(PAGE, spec, ("sample_rate", "amp", "batch_size", "optimizer"), mid)
+    _lr_input(spec, values, mid)
+    controls(PAGE, spec, ("num_epoch", "warmup_epoch", "max_steps", "seed"), mid)
+    controls(PAGE, spec, ("data_format", "data_root", "num_classes", "num_images", "val_targets"), right)
+    with st.expander("Schedule of logs, checkpoints and verification; data loading"):
+        controls(PAGE, spec, ("log_every", "checkpoint_every", "val_every", "num_workers"), st.container())
+    st.markdown("**Where it runs** (torchrun)")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    controls(PAGE, spec, ("nproc_per_node",), c1)
+    controls(PAGE, spec, ("nnodes",), c2)
+    controls(PAGE, spec, ("node_rank",), c3)
+    master_addr = c4.text_input("master address (node 0)", value="127.0.0.1", key=f"{PAGE}:master_addr",
+                                help="Host name or IP of node 0; the other nodes connect to it.")
+    controls(PAGE, spec, ("master_port",), c5)
+    if values["nnodes"] > 1 and master_addr.strip() in ("127.0.0.1", "localhost", "::1"):
+        st.warning("With several nodes, the master address must be node 0's address as the other machines "
+                   "see it, not the loopback address.", icon=":material/lan:")
+    st.text_input("run name (optional)", key=f"{PAGE}:name", max_chars=100)
+    sync_url(spec, values)
+    try:
+        config, problem = R.config_from_values(spec.validate(values)), None
+    except ValueError as exc:
+        config, problem = None, str(exc)
+    with st.expander("The config.json that will be written"):
+        st.json(config or {})
+    if problem:
+        st.warning(problem, icon=":material/error:")
+    st.button("Launch", type="primary", disabled=config is None, key=f"{PAGE}:launch",
+              icon=":material/rocket_launch:", on_click=_launch, args=(spec,))
+    _show_flash("launch")
+
+# ---------------------------------------------------------------------------------------------
+# data preparation
+
+with tab_data:
+    first_root = settings.data_roots()[0]
+    st.markdown(f"Paths are relative to `{first_root}` (or absolute inside the data roots); anything outside "
+                "the data roots is refused.")
+    with st.expander("Synthetic face set (RecordIO + image folder + val.bin)", expanded=True):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.text_input("output folder", "synthetic_faces", key=f"{PAGE}:syn_out")
+        c2.number_input("identities", 2, 100_000, 20, key=f"{PAGE}:syn_ids")
+        c3.number_input("images per identity", 1, 1000, 10, key=f"{PAGE}:syn_per")
+        c4.number_input("seed", 0, 2**31 - 1, 0, key=f"{PAGE}:syn_seed")
+        st.button("Generate", key=f"{PAGE}:syn_go", on_click=_data_action,
+                  args=("syn", "Synthetic faces", R.prepare_synthetic, "syn_out", "syn_ids", "syn_per", "syn_seed"),
+                  kwargs={"ints": ("syn_ids", "syn_per", "syn_seed")})
+        _show_flash("syn")
+    with st.expander("RecordIO from an image folder (one sub-folder per identity)"):
+        c1, c2 = st.columns(2)
+        c1.text_input("image folder", key=f"{PAGE}:rec_in")
+        c2.text_input("output folder", key=f"{PAGE}:rec_out")
+        st.button("Build RecordIO", key=f"{PAGE}:rec_go", on_click=_data_action,
+                  args=("rec", "RecordIO", R.prepare_rec, "rec_in", "rec_out"))
+        _show_flash("rec")
+    with st.expander("Verification .bin from a pairs file ('path_a path_b 1|0' per line)"):
+        c1, c2 = st.columns(2)
+        c1.text_input("pairs file", key=f"{PAGE}:bin_in")
+        c2.text_input("output .bin", key=f"{PAGE}:bin_out")
+        st.button("Build .bin", key=f"{PAGE}:bin_go", on_click=_data_action,
+                  args=("bin", "Verification set", R.prepare_bin, "bin_in", "bin_out"))
+        _show_flash("bin")
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+def _details(run_id: int) -> None:
+    """One run, redrawn every 2 s while it runs (a fragment): status, metrics, curves, Stop/Resume, log."""
+    registry.reconcile()
+    run = registry.get(run_id)
+    if (run.status in ("running", "queued")) != (st.session_state.get(f"{PAGE}:live") == run_id):
+        st.rerun()  # it ended, or was resumed: redraw the whole page, which starts or stops the timer
+    color, icon = STATUS_BADGE.get(run.status, ("gray", None))
+    st.subheader(f"Run {run.id}: {run.name}")
+    st.badge(run.status, icon=icon, color=color)
+    st.caption(f"{run.status}" + (f" — {run.message}" if run.message else "") + f" · `{run.run_dir}`")
+    m = run.last_metrics
+    cols = st.columns(5)
+    cols[0].metric("step", m.get("step", "–"))
+    cols[1].metric("loss", _fmt(m.get("loss"), ".4f") or "–")
+    cols[2].metric("samples/s", _fmt(m.get("samples_per_sec"), ".1f") or "–")
+    cols[3].metric("lr", _fmt(m.get("lr"), ".3g") or "–")
+    eta = m.get("eta_s") if run.status == "running" else None
+    cols[4].metric("time left", f"{eta / 60:.1f} min" if isinstance(eta, int | float) else "–")
+    records = registry.metrics(run.id)
+    if records:
+        st.plotly_chart(R.metrics_figure(records), key=f"{PAGE}:curves")
+    else:
+        st.info("No metrics yet: the trainer writes metrics.jsonl after its first logged step.")
+    b1, b2, _ = st.columns([1, 1, 4])
+    b1.button("Stop", key=f"{PAGE}:stop", disabled=run.status not in ("running", "queued"), on_click=_stop,
+              args=(run.id,), help="SIGTERM to every rank, SIGKILL to what is left after 10 s.")
+    b2.button("Resume", key=f"{PAGE}:resume", disabled=run.status in ("running", "queued"), on_click=_resume,
+              args=(run.id,), help="Start again from the latest checkpoint, in the same run directory.")
+    _show_flash("run")
+    st.markdown("**Log** (last 40 lines)")
+    st.code(registry.log_tail(run.id, 40) or "(empty)", language="text", wrap_lines=True, height=320)
+
+
+with tab_runs:
+    all_runs = registry.list()
+    if not all_runs:
+        st.info("No runs yet. Launch one on the *Launch a run* tab, or from the command line: "
+                "`python -m arcface_viz runs launch --config PRESET`.")
+    else:
+        table = []
+        for r in all_runs:
+            m = r.last_metrics
+            val = ", ".join(f"{t} {100 * v['acc']:.1f}%" for t, v in (m.get("val") or {}).items()
+                            if isinstance(v.get("acc"), int | float))
+            table.append({"id": r.id, "status": r.status, "name": r.name, "ranks": r.world_size,
+                          "step": m.get("step", ""), "loss": _fmt(m.get("loss"), ".4f"),
+                          "samples/s": _fmt(m.get("samples_per_sec"), ".1f"), "verification": val,
+                          "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started or r.created))})
+        st.dataframe(table, hide_index=True, width="stretch")
+        ids = [r.id for r in all_runs]
+        if st.session_state.get(f"{PAGE}:run") not in ids:
+            st.session_state[f"{PAGE}:run"] = ids[0]
+        by_id = {r.id: r for r in all_runs}
+        run_id = st.selectbox("Run", ids, key=f"{PAGE}:run", format_func=lambda i: f"{i}: {by_id[i].name}")
+        run = by_id[run_id]
+        live = run.status in ("running", "queued")
+        if live:
+            st.session_state[f"{PAGE}:live"] = run_id
+        else:
+            st.session_state.pop(f"{PAGE}:live", None)
+        st.fragment(_details, run_every=2.0 if live else None)(run_id)
+
+        st.markdown("**Command lines** (argument lists shell-quoted for copying)")
+        st.code(registry.command_line(run_id), language="bash", wrap_lines=True)
+        st.caption("Resume from the latest checkpoint:")
+        st.code(registry.command_line(run_id, resume=True), language="bash", wrap_lines=True)
+        if run.nnodes > 1:
+            st.caption(f"Start the other nodes (the config path must be reachable there, e.g. a shared disk; "
+                       f"node 0 listens on {run.master_addr}:{run.master_port}):")
+            st.code("\n".join(registry.command_line(run_id, node_rank=k) for k in range(run.nnodes)
+                              if k != run.node_rank), language="bash", wrap_lines=True)
+        with st.expander("Slurm script"):
+            c1, c2 = st.columns(2)
+            partition = c1.text_input("partition (optional)", key=f"{PAGE}:partition")
+            time_limit = c2.text_input("time limit", "24:00:00", key=f"{PAGE}:time_limit")
+            try:
+                script = registry.slurm_script(run_id, partition=partition.strip() or None,
+                                               time_limit=time_limit.strip())
+            except ValueError as exc:
+                st.warning(str(exc))
+            else:
+                st.code(script, language="bash")
+                st.download_button("Download run.sbatch", script, file_name=f"run{run_id}.sbatch",
+                                   key=f"{PAGE}:sbatch")
+
+        emb = run.path / "embeddings.npz"
+        if emb.is_file():
+            if _stats_page():
+                st.button("Open the embeddings in the hypersphere and Table 3 views", key=f"{PAGE}:open_emb",
+                          icon=":material/public:", on_click=_open_embeddings, args=(str(emb),))
+            st.caption("Table 3 statistics from the command line:")
+            st.code(f"python -m arcface_viz stats --embeddings {emb}", language="bash", wrap_lines=True)
+        with st.expander("Registry row (JSON)"):
+            st.code(json.dumps(run.to_dict(), indent=2, default=str), language="json")
