@@ -8,6 +8,7 @@ import torch
 
 from arcface_viz.device import describe
 from arcface_viz.hosted import limits
+from arcface_viz.runs import reconcile_existing
 from pages._registry import PAGES
 from pages._ui import PRESENT_KEY
 
@@ -23,6 +24,7 @@ if "presenter" not in st.session_state:  # a shared ?present=true link starts in
     st.session_state["presenter"] = st.query_params.get(PRESENT_KEY, "").lower() in ("1", "true", "yes")
 st.set_page_config(page_title="arcface-viz", page_icon=":material/radar:", layout="wide",
                    initial_sidebar_state="collapsed" if st.session_state["presenter"] else "auto")
+st.cache_resource(reconcile_existing)()  # once per server: runs whose process died are marked failed
 if st.session_state["presenter"]:
     st.html(f"<style>{PRESENTER_CSS}</style>")
 

@@ -171,11 +171,13 @@ def app_frame() -> None:
 
     Until some session has run app.py, Streamlit serves a request through its legacy ``pages/`` folder
     mode and runs the page file on its own. Leave that mode and rerun: app.py then routes the same URL.
-    (Uses Streamlit's PagesManager flag, which st.navigation itself sets the same way.)
+    (Uses Streamlit's PagesManager flag, which st.navigation itself sets the same way.  AppTest resets the
+    flag on every run, so under AppTest each page run passes through here once: use on_click callbacks,
+    whose effect survives the rerun, rather than ``if st.button(...)``.)
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory:  # True only when app.py's st.navigation has not run in this run
         PagesManager.uses_pages_directory = False
         st.rerun()
 

@@ -101,7 +101,7 @@ def test_presenter_mode_from_link_enlarges_figures():
     plain = charts(open_page("pages/target_logit.py"))[0]
     at = open_page("pages/target_logit.py", {"present": "true"})
     big = charts(at)[0]
-    assert at.session_state["presenter"] is True
+    assert widget(at, "Presenter mode").value is True
     assert big["layout"]["font"]["size"] > plain["layout"]["font"]["size"]
     assert big["data"][0]["line"]["width"] > plain["data"][0]["line"]["width"]
     assert at.query_params["present"] in ("true", ["true"])  # kept in the link
