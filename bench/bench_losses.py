@@ -54,14 +54,23 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, d {args.dim}, "
           f"{args.classes} classes, s={s}, m={m}")
+    # Interleave the contenders repeat by repeat, so background load hits both alike.
+    steps = {}
     for name, loss in contenders.items():
         def step(loss=loss):
             loss.zero_grad()
             x.grad = None
             loss(x, y).backward()
 
-        times = time_fn(step, args.repeats)
-        print(f"{name:40s} median {1000 * statistics.median(times):7.1f} ms   min {1000 * min(times):7.1f} ms")
+        steps[name] = step
+        for _ in range(3):  # warm-up
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            times[name] += time_fn(step, 1, warmup=0)
+    for name, t in times.items():
+        print(f"{name:40s} median {1000 * statistics.median(t):7.1f} ms   min {1000 * min(t):7.1f} ms")
     if len(contenders) == 2:
         with torch.no_grad():
             a, b = (float(loss(x, y)) for loss in contenders.values())
