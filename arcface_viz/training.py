@@ -547,14 +547,16 @@ LIVE_SETTINGS = ("loss_params", "lr", "warmup_steps")  # what a running trainer 
 
 
 def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list[str]:
-    """Apply a changed config to a running trainer built by :func:`build_toy_trainer`.
+    """Apply a changed config to a running trainer built by :func:`build_toy_trainer` (or the image lesson's
+    builder: the trainer's own config class is used).
 
     Loss parameters, learning rate and warm-up apply at the next step; the names of the other changed
     settings (data set, dimension, loss, seed, network, …) are returned: those need a new trainer (Reset).
     """
-    new = _config(config, {}).resolved()
-    old: ToyConfig = trainer.config
-    reset = [f.name for f in fields(ToyConfig)
+    old = trainer.config
+    cls = type(old)  # ToyConfig, or image_training.ImageConfig: any config dataclass with these methods
+    new = (config if isinstance(config, cls) else cls.from_dict(dict(config))).resolved()
+    reset = [f.name for f in fields(cls)
              if f.name not in LIVE_SETTINGS and getattr(new, f.name) != getattr(old, f.name)]
     if "loss" in reset:
         return reset
