@@ -600,3 +600,36 @@ def embeddings_file_report(path: str, seed: int = 0, max_pairs: int = HISTOGRAM_
         pos = neg = np.zeros(0)
     out["pos_deg"], out["neg_deg"] = np.round(pos, 2).tolist(), np.round(neg, 2).tolist()
     return out
+
+
+def sphere_view(path: str, max_classes: int = 12, max_points: int = 1500, seed: int = 0) -> dict[str, Any]:
+    """A run's embeddings on the unit sphere for display: ``embeddings_3d`` / ``weight_3d`` from the file when
+    the trainer saved them (PCA of the 512-D embeddings), else a PCA to 3-D here. Only the ``max_classes``
+    largest classes and at most ``max_points`` points, so a run with thousands of identities stays readable.
+    Returns embeddings (k, 3) and labels (k,) renumbered 0..c−1, centres (c, 3) or None, and class names."""
+    raw = np.load(path, allow_pickle=False)
+    data = S.load_embeddings_npz(path)
+    x, y = np.asarray(data["embeddings"], dtype=np.float64), np.asarray(data["labels"])
+    w = None if data["weight"] is None else np.asarray(data["weight"], dtype=np.float64)
+    if "embeddings_3d" in raw.files and len(raw["embeddings_3d"]) == len(x):
+        x3 = np.asarray(raw["embeddings_3d"], dtype=np.float64)
+        w3 = np.asarray(raw["weight_3d"], dtype=np.float64) if "weight_3d" in raw.files else None
+    else:
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        basis = vt[:3].T
+        x3 = (x - mean) @ basis
+        w3 = None if w is None else w @ basis
+    classes, counts = np.unique(y, return_counts=True)
+    keep = classes[np.argsort(-counts, kind="stable")[:max_classes]]
+    idx = np.flatnonzero(np.isin(y, keep))
+    rng = np.random.default_rng(seed)
+    if len(idx) > max_points:
+        idx = np.sort(rng.choice(idx, max_points, replace=False))
+    remap = {int(c): i for i, c in enumerate(keep)}
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    centres = None
+    if w3 is not None and len(w3) > int(keep.max()):
+        centres = unit(w3[keep])
+    return {"embeddings": unit(x3[idx]), "labels": np.array([remap[int(c)] for c in y[idx]]),
+            "centres": centres, "class_names": [str(int(c)) for c in keep]}

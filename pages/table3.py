@@ -3,12 +3,14 @@
 import os
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from arcface_viz import table3 as T
 from arcface_viz.hosted import limits
 from arcface_viz.params import Spec
+from arcface_viz.plots.sphere import embedding_figure
 from arcface_viz.plots.stats import pair_angle_figure, table3_figure
 from arcface_viz.stats import PAPER_TABLE3, TABLE3_ARROW, TABLE3_ROWS
 from pages._ui import chart, controls, page_state, sync_url
@@ -197,6 +199,15 @@ if path:
                       key=f"{PAGE}:file-pairs", file_name="pair_angles_run")
             else:
                 st.caption("No class has two embeddings, so there are no positive pairs to draw.")
+        try:
+            view = T.sphere_view(path)
+        except (ValueError, OSError) as exc:
+            st.caption(f"No hypersphere view: {exc}")
+        else:
+            centres = view["centres"] if view["centres"] is not None else np.zeros((0, 3))
+            chart(embedding_figure(view["embeddings"], view["labels"], centres, class_names=view["class_names"],
+                                   title=f"This run on the sphere (PCA to 3-D, {len(view['class_names'])} largest "
+                                         "classes)"), key=f"{PAGE}:file-sphere", file_name="run_sphere")
         if "accuracy_mean" in ver:
             st.markdown(f"Verification: **{100 * ver['accuracy_mean']:.2f} ± {100 * ver['accuracy_std']:.2f} %** on "
                         f"{ver['n_pairs']:,} pairs · TAR@FAR={ver['far']:g}: **{100 * ver['tar_at_far']:.1f} %**")

@@ -295,3 +295,21 @@ def test_a_collapsed_model_is_flagged_before_the_comparisons():
                                "Inter2 0.3°) (batch-hard mining")
     assert sum("collapsed" in line for line in lines) == 1
     assert T.collapse_notes(paper_values()) == []
+
+
+def test_sphere_view_of_a_saved_run(tmp_path):
+    from arcface_viz.table3 import sphere_view
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(20), [30] * 5 + [5] * 15)  # five big classes, fifteen small ones
+    centres = rng.standard_normal((20, 16))
+    emb = centres[labels] + 0.05 * rng.standard_normal((len(labels), 16))
+    path = tmp_path / "embeddings.npz"
+    np.savez(path, embeddings=emb.astype(np.float32), labels=labels, weight=centres.astype(np.float32))
+    view = sphere_view(str(path), max_classes=5, max_points=100)
+    assert view["embeddings"].shape == (100, 3) and view["centres"].shape == (5, 3)
+    np.testing.assert_allclose(np.linalg.norm(view["embeddings"], axis=1), 1.0, atol=1e-9)
+    assert view["class_names"] == ["0", "1", "2", "3", "4"] and set(view["labels"]) == set(range(5))
+    # points of one class stay together after the projection: each lies nearest its own centre
+    nearest = np.argmax(view["embeddings"] @ view["centres"].T, axis=1)
+    assert (nearest == view["labels"]).mean() > 0.9
