@@ -46,7 +46,7 @@ from .image_training import ImageConfig, ImageTrainer
 from .losses import LOSSES, loss_defaults, make_loss
 from .models import SmallCNN, ToyMLP
 from .params import Param, ParamError, Spec
-from .training import ToyConfig, Trainer
+from .training import ToyConfig, Trainer, seeded
 
 # ---------------------------------------------------------------------------------------------------
 # The five models and the settings
@@ -316,8 +316,7 @@ def _toy_setup(dataset: str, seed: int, dim: int, device: str | None) -> Table3S
     X_tr, y_tr, X_te, y_te = data.train_test_split(base.test_fraction, seed=seed)
 
     def build(loss: str, params: dict[str, Any]) -> Trainer:
-        with torch.random.fork_rng(devices=[]):  # the same network and W_j for every loss
-            torch.manual_seed(seed)
+        with seeded(seed):  # the same network and W_j for every loss
             net = ToyMLP(data.input_dim, dim, base.hidden)
             loss_fn = make_loss(loss, data.num_classes, dim, **params)
         return Trainer(net, loss_fn, X_tr, y_tr, X_te, y_te, optimizer=base.optimizer, lr=base.lr,
@@ -348,8 +347,7 @@ def _image_setup(dataset: str, seed: int, dim: int, device: str | None, data_dir
     cpu = pick_device(device).type == "cpu"
 
     def build(loss: str, params: dict[str, Any]) -> ImageTrainer:
-        with torch.random.fork_rng(devices=[]):  # the same CNN and W_j for every loss
-            torch.manual_seed(seed)
+        with seeded(seed):  # the same CNN and W_j for every loss
             net = SmallCNN(dim, 1, h, channels=base.channels, dropout=base.dropout)
             if cpu:  # channels-last is faster for oneDNN's convolutions (as image_training does)
                 net = net.to(memory_format=torch.channels_last)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -35,6 +37,20 @@ from .params import LOSS_SPEC
 
 _DEG = 180.0 / math.pi
 _SMALL_MODEL = 200_000  # parameters; below this one CPU thread beats two (per-op overhead dominates)
+
+
+#: torch's default random generator (and its thread count) is one per process. Visitors of the app train in
+#: threads of one server, so each takes its turn: a seed then gives the same run whoever else is training.
+RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run a block under ``torch.manual_seed(seed)``, leaving the process's generator as it was and keeping
+    other threads' seeded blocks and training steps out meanwhile."""
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass
@@ -162,8 +178,7 @@ class Trainer:
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # last batches (streaming sources)
         n_params = sum(p.numel() for p in params)
         self.num_threads = num_threads or (1 if self.device.type == "cpu" and n_params < _SMALL_MODEL else None)
-        with torch.random.fork_rng(devices=[]):  # our own RNG stream for dropout, independent of others
-            torch.manual_seed(self.seed)
+        with seeded(self.seed):  # our own RNG stream for dropout, independent of others
             self._rng_state = torch.get_rng_state()
         self._cuda_rng = None
 
@@ -251,7 +266,7 @@ class Trainer:
 
     def advance(self, k: int = 1) -> Snapshot:
         """Train ``k`` optimizer steps, then return a :meth:`snapshot`."""
-        with self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
+        with RNG_LOCK, self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
             self._restore_rng()
             if k > 0:
                 self._train(int(k))
@@ -260,7 +275,7 @@ class Trainer:
 
     def snapshot(self) -> Snapshot:
         """The current state without training."""
-        with self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
+        with RNG_LOCK, self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
             self._restore_rng()
             snap = self._snapshot()
             self._save_rng()
@@ -529,8 +544,7 @@ def build_toy_trainer(config: ToyConfig | Mapping[str, Any] | None = None, *, da
     loss_params = cfg.resolved_loss_params()
     data = data if data is not None else cfg.data()
     X_tr, y_tr, X_te, y_te = data.train_test_split(cfg.test_fraction, seed=cfg.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)  # always drawn, so W_j's init does not depend on `model`
         if model is not None:
             net = copy.deepcopy(model)
@@ -579,8 +593,7 @@ def build_compare_trainers(config: ToyConfig | Mapping[str, Any] | None = None,
     differing only in the loss.  ``loss_params[i]`` overrides loss i's low-dimensional defaults."""
     cfg = _config(config, overrides).resolved()
     data = cfg.data()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)
     out = []
     for name, params in zip(losses, loss_params, strict=True):

@@ -366,3 +366,58 @@ def set_slider(page: Page, label: str, value: float, *, timeout: float = DEFAULT
     except PlaywrightTimeoutError:
         raise AssertionError(f"slider {label!r} shows {thumb.evaluate('el => el.value')}, not {value}") from None
     wait_for_rerun(page, timeout=timeout)
+
+
+_PLOTLY_LAYOUT_JS = """
+(i) => {
+  const plots = document.querySelectorAll('.js-plotly-plot');
+  if (i >= plots.length || !plots[i]._fullLayout || !Array.isArray(plots[i].data)) return null;
+  const L = plots[i]._fullLayout;
+  return JSON.stringify({
+    title: (L.title && L.title.text) || '',
+    font_size: L.font && L.font.size,
+    title_font_size: L.title && L.title.font ? L.title.font.size : null,
+    height: L.height,
+    annotations: (L.annotations || []).map(a => a.text || ''),
+  });
+}
+"""
+
+
+def plotly_layout(page: Page, index: int = 0, *, timeout: float = DEFAULT_TIMEOUT_MS) -> dict[str, Any]:
+    """What Plotly.js drew for chart ``index`` (its full layout, after Streamlit's theme): ``title`` (text,
+    with its HTML), ``font_size``, ``title_font_size``, ``height`` and ``annotations`` (subplot titles)."""
+    handle = page.wait_for_function(_PLOTLY_LAYOUT_JS, arg=index, timeout=timeout, polling=100)
+    return json.loads(handle.json_value())
+
+
+def plotly_titles(page: Page) -> list[str]:
+    """The title text of every plotly chart on the page, in document order."""
+    return [plotly_layout(page, i)["title"] for i in range(plotly_count(page))]
+
+
+def button(page: Page, key: str) -> Locator:
+    """The ``<button>`` of the Streamlit button created with ``key=key`` (Streamlit puts the key, every
+    character other than a letter, digit, ``-`` or ``_`` made a ``-``, in a ``st-key-…`` class)."""
+    cls = "st-key-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
+    found = page.locator(f".{cls} button")
+    if found.count() != 1:
+        raise AssertionError(f"expected one button with key {key!r} (class {cls}), found {found.count()}")
+    return found
+
+
+def wait_for_button_label(page: Page, key: str, label: str, *, timeout: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Wait until the button with ``key`` reads ``label`` (its icon's ligature text aside)."""
+    cls = "st-key-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
+    try:
+        page.wait_for_function(
+            """([cls, label]) => {
+                 const b = document.querySelector('.' + cls + ' button');
+                 const m = b && b.querySelector('[data-testid="stMarkdownContainer"]');
+                 return !!m && m.innerText.trim() === label;
+               }""", arg=[cls, label], timeout=timeout, polling=100)
+    except PlaywrightTimeoutError:
+        shown = button(page, key).inner_text().replace("\n", " ") if page.locator(f".{cls} button").count() else None
+        raise AssertionError(f"button {key!r} did not come to read {label!r} within {timeout / 1000:g} s (it reads "
+                             f"{shown!r}); state: {page.evaluate(_STATE_JS)}; errors shown: {error_texts(page)}"
+                             ) from None
