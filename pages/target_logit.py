@@ -50,8 +50,9 @@ if values["custom"]:
     if t_star is not None and t_star < math.pi:
         st.info(
             f"cos(m1·θ + m2) turns back up at θ* = {math.degrees(t_star):.1f}°: the loss would push samples "
-            "beyond it *further away*. Training switches to the monotonic extension cos θ − m3 − c there "
-            "(switch on *Training curve* and *Full range* to see it).",
+            "beyond it *further away*. Training switches to the monotonic extension cos θ − m3 − c there"
+            + ("." if values["monotonic"] and values["full_range"]
+               else " (switch on *Training curve* and *Full range* to see it)."),
             icon=":material/trending_up:",
         )
 
