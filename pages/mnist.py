@@ -1,0 +1,233 @@
+"""Lesson: train a small CNN live on MNIST-style images and watch the embeddings settle on the circle or sphere."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from arcface_viz.image_training import (
+    DATASET_LABELS,
+    IMAGE_DATASETS,
+    MNIST_LIVE,
+    MNIST_SPEC,
+    attach_sample_ids,
+    build_image_compare_trainers,
+    build_image_trainer,
+    confused_examples,
+    confusion,
+    confusion_figure,
+    curves_with_epochs,
+    hover_texts,
+    image_config,
+    image_dataset_defaults,
+    image_loss_defaults,
+    pick_available,
+    reconfigure_image,
+    selected_samples,
+    sphere_map_figure,
+    thumbnails,
+)
+from arcface_viz.live import LiveSession
+from arcface_viz.losses import LOSSES
+from arcface_viz.params import Spec
+from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
+from arcface_viz.settings import hosted
+from pages._live import get_or_build, live_buttons, tick
+from pages._ui import controls, page_state, sync_url
+from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
+
+PAGE = "mnist"
+TICK_SECONDS = 0.2
+DIR_KEY = f"{PAGE}:data_dir"
+SMALL_TEST = 2000  # test sets up to this size are re-evaluated every frame; larger ones at epoch ends
+
+st.title("Live training: MNIST")
+st.caption("A small CNN maps each image to a 2-D or 3-D embedding. Softmax grows radial petals; Norm-Softmax and "
+           "the margins pull each class into a tight cluster on the circle or sphere, around its centre W_j.")
+values = page_state(PAGE, MNIST_SPEC)
+data_dir = None if hosted() else (st.session_state.get(DIR_KEY) or "").strip() or None  # a local path: not in URL
+statuses = available_datasets(data_dir)
+available = tuple(n for n in IMAGE_DATASETS if statuses[n].available)
+wanted = values["dataset"]
+if pick_available(statuses, wanted) != wanted:  # asked for (the link, the default) but not on this machine
+    values["dataset"] = st.session_state[f"{PAGE}:dataset"] = pick_available(statuses, wanted)
+    st.warning(f"**{DATASET_LABELS[wanted]}** is not available on this machine, so this lesson uses "
+               f"**{DATASET_LABELS[values['dataset']]}**. See *How to get more data* below.",
+               icon=":material/database:")
+here = Spec(tuple(replace(p, choices=available) if p.name == "dataset" else p for p in MNIST_SPEC))
+
+with st.sidebar:
+    st.header("Data")
+    controls(PAGE, here, ("dataset", "max_train", "seed"), defaults_for={"dataset": image_dataset_defaults})
+    st.text_input("data directory (IDX files)", key=DIR_KEY, disabled=hosted(),
+                  help="A folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                  "t10k-labels-idx1-ubyte (gzipped or not), or with an mnist/ or fashion-mnist/ sub-folder."
+                  + (" Disabled on a hosted app." if hosted() else ""))
+    st.header("Loss")
+    controls(PAGE, MNIST_SPEC, ("loss", *LOSSES[values["loss"]].params), defaults_for={"loss": image_loss_defaults})
+    st.header("Training")
+    controls(PAGE, MNIST_SPEC, ("dim", "optimizer", "lr", "batch_size", "warmup", "steps_per_frame"))
+    st.header("Compare")
+    controls(PAGE, MNIST_SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
+sync_url(MNIST_SPEC, values)
+
+
+def _download(name: str) -> None:
+    """Download into the user cache with a progress bar; a failure is a message, never a traceback."""
+    bar = st.progress(0.0, text=f"Downloading {DATASETS[name].title}…")
+    files = DATASETS[name].download_files
+
+    def progress(done: int, total: int | None, fname: str) -> None:
+        i = files.index(fname) if fname in files else 0
+        part = done / total if total else 0.0
+        bar.progress(min(1.0, (i + part) / len(files)), text=f"{fname}: {done / 1e6:.1f} MB")
+
+    try:
+        download(name, progress=progress)
+    except (DatasetError, OSError) as exc:
+        bar.empty()
+        st.error(f"The download failed: {exc}", icon=":material/cloud_off:")
+        return
+    st.rerun()
+
+
+missing = [n for n in DATASETS if not statuses[n].available]
+if missing:
+    titles = " and ".join(DATASETS[n].title for n in missing)
+    with st.expander(f"How to get more data: {titles} not on this machine", icon=":material/download:",
+                     expanded=wanted in missing):
+        st.markdown("Available now: " + ", ".join(f"**{DATASET_LABELS[n]}**" for n in available) + ".")
+        for name in missing:
+            spec = DATASETS[name]
+            st.markdown(f"**{spec.title}**")
+            st.code(statuses[name].message, language=None, wrap_lines=True)
+            if st.button(f"Download {spec.title} ({spec.download_size_mb})", key=f"{PAGE}:download:{name}",
+                         icon=":material/download:"):
+                _download(name)
+        st.caption("Or type a folder holding the four IDX files into *data directory* in the sidebar. On "
+                   "Debian/Ubuntu, `apt-get install dataset-fashion-mnist` installs Fashion-MNIST where this app "
+                   "finds it.")
+
+
+@st.cache_data(show_spinner="Loading the images…", max_entries=4)
+def load(name: str, folder: str | None, max_train: int, seed: int):
+    return load_dataset(name, folder, max_train=max_train, seed=seed)
+
+
+def build(v: dict) -> list:
+    """One trainer, or two for compare mode (same images, seed, batches and initial CNN; second loss on the left)."""
+    cfg = image_config(v, data_dir=data_dir)
+    data = load(v["dataset"], data_dir, v["max_train"], v["seed"])
+    if v["compare"]:
+        return list(build_image_compare_trainers(cfg, losses=(v["loss_b"], v["loss"]),
+                                                 loss_params=(None, cfg["loss_params"]), data=data))
+    return [build_image_trainer(cfg, data=data)]
+
+
+def apply_live(run: LiveSession, v: dict) -> None:
+    """Loss parameters, learning rate and warm-up take effect at the next step of every trainer."""
+    names = [v["loss_b"], v["loss"]] if v["compare"] else [v["loss"]]
+    for trainer, name in zip(run.trainers, names, strict=True):
+        reconfigure_image(trainer, image_config(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
+
+
+run = get_or_build(PAGE, {**values, "data_dir": data_dir or ""}, build, live_keys=MNIST_LIVE,
+                   apply_live=apply_live)
+if run is None:
+    st.stop()
+st.caption(run.trainers[0].data.source)
+live_buttons(PAGE, run, values["steps_per_frame"])
+
+
+def gallery(trainer, snap, positions: list[int], predictions) -> None:
+    """The clicked test images with their class and the prediction."""
+    if not positions:
+        st.caption("Click a point (or box-select several) to see the images behind it.")
+        return
+    names = trainer.data.classes
+    pos = positions[:12]
+    caps = [f"#{trainer.sample_ids[p]}: {names[snap.labels[p]]}"
+            + ("" if predictions[p] == snap.labels[p] else f" → {names[predictions[p]]}") for p in pos]
+    st.image(thumbnails(trainer.sample_images[pos], size=84), caption=caps)
+
+
+def embeddings(i: int, trainer, snap, title: str) -> None:
+    """The drawn test images on the circle (clickable) or the sphere (plus a clickable flat map)."""
+    names = list(trainer.data.classes)
+    pred = trainer.sample_predictions(snap)
+    hover = hover_texts(trainer, snap, pred)
+    fig = embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=names, hover_text=hover,
+                           title=title, all_classes=True, uirevision=f"emb-{i}", height=500)
+    if snap.embeddings.shape[1] == 2:
+        event = st.plotly_chart(attach_sample_ids(fig, snap.labels, len(names)), key=f"{PAGE}-emb-{i}",
+                                on_select="rerun", selection_mode=("points", "box", "lasso"))
+    else:
+        sphere, flat = st.tabs(["Sphere", "Flat map (click a point)"])
+        sphere.plotly_chart(fig, key=f"{PAGE}-emb-{i}")
+        with flat:
+            event = st.plotly_chart(sphere_map_figure(snap.embeddings, snap.labels, snap.centres, names, hover,
+                                                      uirevision=f"map-{i}"),
+                                    key=f"{PAGE}-map-{i}", on_select="rerun", selection_mode=("points", "box"))
+    gallery(trainer, snap, selected_samples(event.selection if event else None), pred)
+
+
+def confusion_block(i: int, trainer, fresh: bool, left, right) -> None:
+    """The test confusion matrix (left) and the most confused pairs with their angles and examples (right)."""
+    conf = confusion(trainer, k=5, fresh=fresh)
+    names = conf.classes
+    left.plotly_chart(confusion_figure(conf, title=f"Confusion on the test set (step {conf.step:,})"),
+                      key=f"{PAGE}-conf-{i}")
+    if not conf.pairs:
+        right.caption("No test image is confused.")
+        return
+    right.markdown("**Most confused pairs** and the angle between their class centres W_j:")
+    right.dataframe([{"a ↔ b": f"{names[p.a]} ↔ {names[p.b]}", "a taken for b": p.a_as_b, "b taken for a": p.b_as_a,
+                      "∠(W_a, W_b)": f"{p.angle_deg:.1f}°"} for p in conf.pairs], hide_index=True, width="stretch")
+    top = conf.pairs[0]
+    a, b = (top.a, top.b) if top.a_as_b >= top.b_as_a else (top.b, top.a)
+    ids = confused_examples(trainer, a, b, k=8)
+    if len(ids):
+        right.caption(f"Test images of {names[a]} taken for {names[b]}:")
+        right.image(thumbnails(trainer.data.x_test[ids], size=56), caption=[f"#{j}" for j in ids])
+
+
+def draw(run: LiveSession) -> None:
+    trainers, snaps = run.trainers, [h[-1] for h in run.history]
+    titles = [LOSSES[t.loss_fn.name].label for t in trainers]
+    first = trainers[0]
+    spe = first.steps_per_epoch
+    st.progress((first.step % spe) / spe,
+                text=f"epoch {first.step // spe + 1}: step {first.step % spe:,} of {spe:,} "
+                     f"({first.batch_size} images each)")
+    for col, snap, title in zip(st.columns(len(snaps)), snaps, titles, strict=True):
+        full = "—" if snap.epoch_test_acc is None else f"{100 * snap.epoch_test_acc:.2f}%"
+        speed = "—" if snap.images_per_second is None else f"{snap.images_per_second:,.0f}"
+        col.markdown(f"**{title}** — step {snap.step:,} · epoch {snap.epoch:.2f} · loss {snap.loss:.3f} · "
+                     f"test {100 * snap.test_acc:.1f}% on {len(snap.labels):,} drawn images · whole test set at "
+                     f"the last epoch end {full} · {speed} images/s")
+    cols = st.columns(len(snaps))
+    for i, (col, trainer, snap, title) in enumerate(zip(cols, trainers, snaps, titles, strict=True)):
+        with col:
+            embeddings(i, trainer, snap, f"{title}: test images and class centres W_j")
+    # one run: two pictures side by side; compare mode: one column per run, pictures stacked
+    cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
+    slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]
+    for i, ((left, right), trainer, hist, title) in enumerate(zip(slots, trainers, run.history, titles,
+                                                                   strict=True)):
+        left.plotly_chart(curves_with_epochs(run.curves(i), trainer.epoch_log, title=f"{title}: loss and accuracy"),
+                          key=f"{PAGE}-curves-{i}")
+        right.plotly_chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
+                           key=f"{PAGE}-theta-{i}")
+    fresh = not run.running or len(first.data.y_test) <= SMALL_TEST
+    cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
+    slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]
+    for i, ((left, right), trainer) in enumerate(zip(slots, trainers, strict=True)):
+        confusion_block(i, trainer, fresh, left, right)
+
+
+@st.fragment(run_every=TICK_SECONDS if run.running else None)
+def live() -> None:
+    tick(run, values["steps_per_frame"])
+    draw(run)
+
+
+live()
