@@ -25,7 +25,7 @@ fi
 SCREENSHOT_DIR="$out" python -m pytest \
     tests/browser/test_browser_pages.py::test_page_opens_without_errors \
     tests/browser/test_browser_lessons.py::test_gallery_state \
-    -p no:cacheprovider -q "$@"
+    -m "browser or gallery" -p no:cacheprovider -q "$@"
 
 echo "screenshots in docs/screenshots/:"
 ls -1 "$out"

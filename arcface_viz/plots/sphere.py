@@ -630,8 +630,11 @@ def compare_figures(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Soft
     Each snapshot needs ``embeddings, labels, centres``; ``regions`` optionally adds each side's
     decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``.
     """
-    return (_snapshot_figure(left, titles[0], class_names, regions[0], "compare-left", height),
+    figs = (_snapshot_figure(left, titles[0], class_names, regions[0], "compare-left", height),
             _snapshot_figure(right, titles[1], class_names, regions[1], "compare-right", height))
+    for fig in figs:  # legends below: a longer legend on one side must not shrink its circle
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.5, "xanchor": "center"})
+    return figs
 
 
 def compare_figure(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),

@@ -607,6 +607,7 @@ GALLERY = [
 GALLERY = [s for s in GALLERY if s.url_path in {row[2] for row in PAGES}]  # pages that left the registry
 
 
+@pytest.mark.gallery
 @pytest.mark.parametrize("state", GALLERY, ids=[s.name for s in GALLERY])
 def test_gallery_state(servers, page, state):
     """The gallery's interesting states open without errors and show what they are about."""
