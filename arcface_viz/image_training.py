@@ -467,29 +467,6 @@ def build_image_compare_trainers(config: ImageConfig | Mapping[str, Any] | None 
     return out[0], out[1]
 
 
-_LIVE_FIELDS = ("loss_params", "lr", "warmup_steps")
-
-
-def reconfigure_image(trainer: ImageTrainer, config: ImageConfig | Mapping[str, Any]) -> list[str]:
-    """Apply a changed config to a running trainer: loss parameters, learning rate and warm-up take effect at
-    the next step; the names of other changed settings (they need a new trainer) are returned."""
-    new = _config(config, {}).resolved()
-    old: ImageConfig = trainer.config
-    reset = [f.name for f in fields(ImageConfig)
-             if f.name not in _LIVE_FIELDS and getattr(new, f.name) != getattr(old, f.name)]
-    if "loss" in reset:
-        return reset
-    params = new.resolved_loss_params()
-    if params != old.resolved_loss_params():
-        trainer.set_loss_params(**params)
-    if new.lr != old.lr:
-        trainer.set_lr(new.lr)
-    if new.warmup_steps != old.warmup_steps:
-        trainer.set_warmup(new.warmup_steps)
-    trainer.config = replace(old, loss_params=params, lr=new.lr, warmup_steps=new.warmup_steps)
-    return reset
-
-
 # ---------------------------------------------------------------------------------------------
 # Runs to a budget, and their numbers (CLI, benchmark)
 

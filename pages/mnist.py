@@ -21,7 +21,6 @@ from arcface_viz.image_training import (
     image_dataset_defaults,
     image_loss_defaults,
     pick_available,
-    reconfigure_image,
     selected_samples,
     sphere_map_figure,
     thumbnails,
@@ -31,6 +30,7 @@ from arcface_viz.losses import LOSSES
 from arcface_viz.params import Spec
 from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
 from arcface_viz.settings import hosted
+from arcface_viz.training import reconfigure
 from pages._live import get_or_build, live_buttons, tick
 from pages._ui import controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
@@ -127,7 +127,7 @@ def apply_live(run: LiveSession, v: dict) -> None:
     """Loss parameters, learning rate and warm-up take effect at the next step of every trainer."""
     names = [v["loss_b"], v["loss"]] if v["compare"] else [v["loss"]]
     for trainer, name in zip(run.trainers, names, strict=True):
-        reconfigure_image(trainer, image_config(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
+        reconfigure(trainer, image_config(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
 
 
 run = get_or_build(PAGE, {**values, "data_dir": data_dir or ""}, build, live_keys=MNIST_LIVE,

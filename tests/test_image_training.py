@@ -28,7 +28,6 @@ from arcface_viz.image_training import (
     pixel_stats,
     png_bytes,
     png_data_uri,
-    reconfigure_image,
     report,
     selected_samples,
     sphere_map_figure,
@@ -37,6 +36,7 @@ from arcface_viz.image_training import (
 )
 from arcface_viz.losses import LOSSES
 from arcface_viz.plots.sphere import embedding_figure
+from arcface_viz.training import reconfigure
 from toy_data import DatasetMissing, load_dataset
 
 
@@ -206,10 +206,10 @@ def test_live_changes_apply_and_structural_ones_are_named(digits):
         return {**image_config({**values, **changes}), "device": "cpu"}
 
     tr = build_image_trainer(cfg(), data=digits)
-    assert reconfigure_image(tr, cfg(m2=0.3, lr=0.002)) == []
+    assert reconfigure(tr, cfg(m2=0.3, lr=0.002)) == []
     tr.advance(1)
     assert tr.loss_fn.m2 == pytest.approx(0.3) and tr.lr == pytest.approx(0.002)
-    assert reconfigure_image(tr, cfg(dim=2, seed=4)) == ["dim", "seed"]
+    assert reconfigure(tr, cfg(dim=2, seed=4)) == ["dim", "seed"]
 
 
 def test_compare_trainers_share_start_and_batches(digits):
