@@ -19,6 +19,7 @@ from typing import Any
 
 from ..losses import LOSSES
 from ..params import LOSS_SPEC, ParamError
+from .toy import _jsonable  # the same JSON fallback as the toy command
 
 TRAINING_FLAGS = ("dataset", "dim", "optimizer", "lr", "batch_size", "warmup", "max_train", "seed")
 
@@ -162,13 +163,6 @@ def _data(cfg: dict[str, Any], download: bool):
 
     download_dataset(cfg["dataset"], progress=progress)
     return config.load_data()
-
-
-def _jsonable(v: Any) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def _print_table(r: dict[str, Any]) -> None:
