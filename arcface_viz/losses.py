@@ -214,6 +214,75 @@ def _theta(cos):
     return torch.acos(cos.clamp(-1.0 + _EPS, 1.0 - _EPS))
 
 
+class _CosineMarginCE(torch.autograd.Function):
+    """Cosine head + combined margin + cross entropy as one autograd node (the training hot path).
+
+    Forward: cos θ_j = x̂·Ŵ_j, target f(θ_y) = cos(m1·θ_y + m2) − m3 (training extension / easy margin as in
+    :func:`target_logit`), loss = mean CE of s·logits.  Backward is analytic:
+
+        G = s·(softmax − onehot)/B,   G_y ← G_y · df/dcos θ_y,   df/dcos θ = m1·sin(m1·θ + m2)/sin θ
+        dx̂ = G Ŵ,  dŴ = Gᵀ x̂,  dx = (dx̂ − x̂ (x̂·dx̂))/‖x‖  (the same for W)
+
+    It gives the gradients of the op-by-op autograd graph of :meth:`MarginLoss.logits` + ``F.cross_entropy``
+    (tests check both) with one graph node instead of about twenty, which is most of a toy step's cost.
+    """
+
+    @staticmethod
+    def forward(ctx, emb, weight, labels, s, m1, m2, m3, easy_margin):
+        xn = emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        wn = weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        x, w = emb / xn, weight / wn
+        cos = x @ w.t()
+        rows = labels[:, None]
+        ct = cos.gather(1, rows)
+        angular = m1 != 1.0 or m2 != 0.0 or easy_margin
+        if angular:
+            cc = ct.clamp(-1.0 + _EPS, 1.0 - _EPS)
+            th = torch.acos(cc)
+            arg = th * m1 if m1 != 1.0 else th
+            arg = arg + m2 if m2 else arg
+            target = torch.cos(arg)
+            if m3:
+                target = target - m3
+            if easy_margin:
+                keep = ct > 0
+                target = torch.where(keep, target, cc)
+            elif extension_threshold(m1, m2) < math.pi:
+                keep = th <= extension_threshold(m1, m2)
+                target = torch.where(keep, target, cc - (m3 + extension_offset(m1, m2)))
+            else:
+                keep = None
+            inside = cc == ct  # the clamp passes no gradient at the clamped ends, as in autograd
+            ctx.margin = (th, arg, keep, inside)
+        else:
+            target = ct - m3
+            ctx.margin = None
+        logits = cos.scatter(1, rows, target).mul_(s)
+        log_p = torch.log_softmax(logits, dim=1)
+        ctx.save_for_backward(x, xn, w, wn, log_p, rows)
+        ctx.s, ctx.m1 = s, m1
+        return -log_p.gather(1, rows).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, xn, w, wn, log_p, rows = ctx.saved_tensors
+        g = log_p.exp()
+        g.scatter_add_(1, rows, torch.full_like(rows, -1, dtype=g.dtype))
+        g.mul_(grad * (ctx.s / len(x)))
+        if ctx.margin is not None:
+            th, arg, keep, inside = ctx.margin
+            d = torch.sin(arg) / torch.sin(th)
+            if ctx.m1 != 1.0:
+                d = d * ctx.m1
+            if keep is not None:
+                d = torch.where(keep, d, 1.0)
+            g.scatter_(1, rows, g.gather(1, rows) * d * inside)
+        dx, dw = g @ w, g.t() @ x
+        dx = (dx - x * (dx * x).sum(1, keepdim=True)) / xn
+        dw = (dw - w * (dw * w).sum(1, keepdim=True)) / wn
+        return dx, dw, None, None, None, None, None, None
+
+
 # ---------------------------------------------------------------------------------------------
 # The module
 
@@ -298,6 +367,9 @@ class MarginLoss(nn.Module):
         if self.info.head == "centroid":
             self._update_centroids(embeddings, labels)
             loss = embeddings.float().sum() * 0.0
+        elif self.info.head == "cosine":
+            loss = _CosineMarginCE.apply(embeddings.float(), self.weight.float(), labels, self.s,
+                                         *self.effective_margins(), self.easy_margin)
         else:
             loss = F.cross_entropy(self.logits(embeddings, labels), labels)
         for reg in self.info.regularisers:
