@@ -46,15 +46,21 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
     return sess
 
 
-def _toggle(page: str) -> None:
+def _set_running(page: str, on: bool) -> None:
+    """Train (on) or Pause (off).  Sets, never toggles: Streamlit can deliver one click twice when it lands
+    while a ``run_every`` fragment rerun is queued (once in that fragment run, once in the full rerun), and a
+    toggle would then undo the Pause."""
     sess = st.session_state[_key(page)]
-    sess.running = not sess.running and not sess.finished
+    sess.running = on and not sess.finished
 
 
-def _step(page: str, k: int) -> None:
-    sess = st.session_state[_key(page)]
-    sess.running = False
-    sess.advance(k)
+def _step(page: str, k: int, drawn: int) -> None:
+    """Pause and train k steps, once per drawing of the Step button (``drawn`` counts the full runs), so a
+    click that Streamlit delivers twice (see :func:`_set_running`) still trains k steps, not 2k."""
+    st.session_state[_key(page)].running = False
+    if st.session_state.get(f"_stepped:{page}") != drawn:
+        st.session_state[f"_stepped:{page}"] = drawn
+        st.session_state[_key(page)].advance(k)
 
 
 def _reset(page: str) -> None:
@@ -64,10 +70,11 @@ def _reset(page: str) -> None:
 def live_buttons(page: str, sess: LiveSession, steps: int) -> None:
     """Train / Pause, Step and Reset, and what happens to a change made mid-run."""
     c1, c2, c3, c4 = st.columns([1, 1, 1, 5], vertical_alignment="center")
-    c1.button("Pause" if sess.running else "Train", type="primary", on_click=_toggle, args=(page,),
-              disabled=sess.finished, key=f"{page}:train", icon=":material/pause:" if sess.running
-              else ":material/play_arrow:", width="stretch")
-    c2.button("Step", on_click=_step, args=(page, steps), key=f"{page}:step", icon=":material/skip_next:",
+    drawn = st.session_state[f"_drawn:{page}"] = st.session_state.get(f"_drawn:{page}", 0) + 1
+    c1.button("Pause" if sess.running else "Train", type="primary", on_click=_set_running,
+              args=(page, not sess.running), disabled=sess.finished, key=f"{page}:train",
+              icon=":material/pause:" if sess.running else ":material/play_arrow:", width="stretch")
+    c2.button("Step", on_click=_step, args=(page, steps, drawn), key=f"{page}:step", icon=":material/skip_next:",
               width="stretch", disabled=sess.finished)
     c3.button("Reset", on_click=_reset, args=(page,), key=f"{page}:reset", icon=":material/restart_alt:",
               width="stretch")

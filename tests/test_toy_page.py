@@ -46,6 +46,16 @@ def test_train_button_toggles_to_pause():
     assert any(b.label == "Train" for b in at.button)
 
 
+def test_each_step_press_trains_one_chunk():
+    """Step trains steps_per_frame steps per press: its once-per-drawing guard (against a click Streamlit
+    delivers twice) must not swallow a second, real press."""
+    at = open_page(PAGE)
+    button(at, "Step").click().run()
+    assert "step 20 " in header(at)[0]
+    button(at, "Step").click().run()
+    assert "step 40 " in header(at)[0]
+
+
 def test_loss_parameter_mid_run_applies_and_structural_change_asks_for_reset():
     at = open_page(PAGE)
     button(at, "Step").click().run()

@@ -421,14 +421,24 @@ def test_every_registry_page_has_a_case():
 # --- live training ------------------------------------------------------------------------------------------
 
 
-def test_toy_training_trains_live_and_pauses(page, app_server):
-    open_app(page, app_server, "toy_training", "steps_per_frame=10", timeout=TIMEOUT_MS)
+LIVE_RUNS = {  # page: (link, Train/Pause key, steps per frame in the link)
+    "toy_training": ("steps_per_frame=10", TOY_TRAIN, 10),
+    "mnist": ("dataset=digits&dim=2&steps_per_frame=5", "mnist:train", 5),
+}
+
+
+@pytest.mark.parametrize("url_path", list(LIVE_RUNS))
+def test_live_training_trains_and_pauses(page, app_server, url_path):
+    """Train starts a live run whose figure and step counter move; Pause is answered promptly, and the
+    paused page stays still."""
+    link, train, per_frame = LIVE_RUNS[url_path]
+    open_app(page, app_server, url_path, link, timeout=TIMEOUT_MS)
     assert_no_errors(page)
     assert toy_steps(page) == [0]
     start = plotly_data(page, 0)
 
-    button(page, TOY_TRAIN).click()
-    wait_for_button_label(page, TOY_TRAIN, "Pause", timeout=TIMEOUT_MS)
+    button(page, train).click()
+    wait_for_button_label(page, train, "Pause", timeout=TIMEOUT_MS)
     first = wait_for_plotly_change(page, 0, start, timeout=TIMEOUT_MS)
     step_first = wait_until("the header shows training steps", lambda: max(toy_steps(page) or [0]), page)
     page.wait_for_timeout(2_000)  # two snapshots a couple of seconds apart, both while training
@@ -436,19 +446,19 @@ def test_toy_training_trains_live_and_pauses(page, app_server):
     step_second = wait_until("the step counter goes on increasing",
                              lambda: (s := max(toy_steps(page) or [0])) > step_first and s, page)
     assert second != first and step_second > step_first
-    assert step_second % 10 == 0  # ten optimizer steps per frame, as the link asked
+    assert step_second % per_frame == 0  # the link's steps per frame
 
-    button(page, TOY_TRAIN).click()
-    wait_for_button_label(page, TOY_TRAIN, "Train", timeout=TIMEOUT_MS)
+    button(page, train).click()
+    wait_for_button_label(page, train, "Train", timeout=30_000)  # Pause answered within seconds, not starved
     wait_for_idle(page, timeout=TIMEOUT_MS)  # a paused page settles: no more fragment reruns
     paused_step, paused_data = toy_steps(page), plotly_data(page, 0)
     assert paused_step[0] >= step_second
     page.wait_for_timeout(3_000)  # watch the paused page: nothing may move
     assert toy_steps(page) == paused_step, "the step counter went on after Pause"
     assert plotly_data(page, 0) == paused_data, "the embedding figure went on changing after Pause"
-    assert query_of(page).get("steps_per_frame") == "10"
+    assert query_of(page).get("steps_per_frame") == str(per_frame)
     assert_no_errors(page)
-    screenshot(page, "lesson-toy_training-paused")
+    screenshot(page, f"lesson-{url_path}-paused")
 
 
 def test_explainer_next_and_previous_move_through_the_story(page, app_server):
