@@ -7,8 +7,9 @@ import streamlit as st
 import torch
 
 from arcface_viz.device import describe
-from arcface_viz.hosted import limits
+from arcface_viz.hosted import limit_malloc_arenas, limits
 from arcface_viz.runs import reconcile_existing
+from arcface_viz.settings import hosted
 from pages._registry import PAGES
 from pages._ui import PRESENT_KEY
 
@@ -33,6 +34,8 @@ for path, title, url_path, icon, section in PAGES:
     sections.setdefault(section, []).append(st.Page(path, title=title, url_path=url_path, icon=icon,
                                                     default=not url_path))
 page = st.navigation(sections)
+if hosted():
+    st.cache_resource(limit_malloc_arenas)()  # once per server: fewer idle copies of freed buffers
 if limits().torch_threads:  # hosted: one thread per visitor's training, so visitors share the CPU fairly
     torch.set_num_threads(limits().torch_threads)
 

@@ -7,6 +7,10 @@ beyond what keeps a session bounded.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import os
 from dataclasses import dataclass, replace
 
 from .params import Spec
@@ -49,3 +53,30 @@ def capped(spec: Spec, lim: Limits | None = None) -> Spec:
             p = replace(p, max=cap, default=min(p.default, cap))
         params.append(p)
     return Spec(tuple(params))
+
+
+@functools.cache
+def _libc():
+    """glibc through ctypes, or None (macOS, Windows, musl: the calls below then do nothing)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def limit_malloc_arenas(n: int = 2) -> bool:
+    """Cap glibc's per-thread malloc arenas (M_ARENA_MAX).  Streamlit runs each visitor's script in its own
+    thread, and memory freed in one arena is not reused by another, so many arenas hold many idle copies
+    of a training step's buffers.  Returns whether the cap was set (glibc only)."""
+    libc = _libc()
+    return bool(libc and libc.mallopt(-8, int(n)))  # M_ARENA_MAX = -8 in <malloc.h>
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc's malloc_trim); a no-op elsewhere.
+    Called after each live-training frame so a run's resident memory stays near what it uses."""
+    libc = _libc()
+    if libc is not None and os.name == "posix":
+        libc.malloc_trim(0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from arcface_viz.hosted import limits
+from arcface_viz.hosted import limits, release_memory
 from arcface_viz.live import LiveSession
 
 
@@ -36,6 +36,7 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
             st.session_state.pop(_key(page), None)
             return None
         st.session_state[_key(page)] = sess
+        release_memory()  # the data loading and first evaluation's temporaries
         return sess
     changed = sess.changed(structure)
     if changed:
@@ -88,5 +89,6 @@ def tick(sess: LiveSession, steps: int) -> None:
     """One frame of a running session; when it reaches its step limit the whole page reruns once."""
     if sess.running:
         sess.advance(steps)
+        release_memory()
         if not sess.running:
             st.rerun()

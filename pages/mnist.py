@@ -108,8 +108,10 @@ if missing:
                    "finds it.")
 
 
-@st.cache_data(show_spinner="Loading the images…", max_entries=4)
+@st.cache_resource(show_spinner="Loading the images…", max_entries=4)
 def load(name: str, folder: str | None, max_train: int, seed: int):
+    """One copy per data set and subset for every visitor (a resource, not pickled per session): trainers
+    only read the images."""
     return load_dataset(name, folder, max_train=max_train, seed=seed)
 
 

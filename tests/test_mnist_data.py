@@ -98,6 +98,30 @@ def test_idx_round_trip_exact(tmp_path, arr, gz):
     assert shape == arr.shape and dtype.itemsize == arr.dtype.itemsize
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 22])  # a record per block, a few, everything at once
+def test_reading_chosen_rows_equals_indexing_the_whole_array(tmp_path, gz, block_bytes):
+    arr = np.random.default_rng(0).integers(-(2**31), 2**31 - 1, (37, 3, 5), dtype=np.int64).astype(np.int32)
+    path = write(tmp_path / "rows.idx", idx_bytes(arr), gz=gz)
+    for rows in ([0], [36], [0, 1, 2], [3, 17, 18, 35, 36], list(range(37)), []):
+        back = read_idx(path, np.array(rows, dtype=np.int64), block_bytes=block_bytes)
+        assert back.dtype == arr.dtype and back.shape == (len(rows), 3, 5)
+        np.testing.assert_array_equal(back, arr[rows])
+
+
+def test_reading_rows_still_checks_the_whole_file(tmp_path):
+    short = write(tmp_path / "short", idx_bytes(np.zeros((5, 4, 4), np.uint8))[:-7], gz=True)
+    with pytest.raises(DatasetError, match="truncated"):
+        read_idx(short, [0], block_bytes=16)
+    long = write(tmp_path / "long", idx_bytes(np.zeros((5, 4), np.uint8)) + b"\x00", gz=True)
+    with pytest.raises(DatasetError, match="too long"):
+        read_idx(long, [1, 2])
+    ok = write(tmp_path / "ok", idx_bytes(np.zeros((5, 4), np.uint8)))
+    for bad in ([5], [-1], [2, 1], [1, 1]):
+        with pytest.raises(ValueError, match="sorted, distinct"):
+            read_idx(ok, bad)
+
+
 def test_gzip_detected_by_magic_bytes_not_name(tmp_path):
     arr = np.arange(6, dtype=np.uint8)
     gz_named_plain = write(tmp_path / "x-idx1-ubyte.gz", idx_bytes(arr), gz=False)

@@ -231,20 +231,51 @@ def read_idx_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]
     return dtype, shape
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzipped or not) into a native-endian array of the header's shape."""
+def _fill(f, view: memoryview) -> int:
+    """Read into ``view`` until it is full or the file ends; returns the bytes read."""
+    have = 0
+    while have < len(view):
+        n = f.readinto(view[have:])
+        if not n:
+            break
+        have += n
+    return have
+
+
+def read_idx(path: str | os.PathLike, rows: Sequence[int] | np.ndarray | None = None, *,
+             block_bytes: int = 1 << 22) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into a native-endian array of the header's shape.
+
+    ``rows`` (sorted, distinct indices along the first axis) keeps only those records.  The file is still read
+    to its end and checked, ``block_bytes`` at a time, so a 6,000-image subset of MNIST never holds all 60,000
+    images in memory.
+    """
     path = Path(path)
     with _gzip_guard(path), _open_idx(path) as f:
         dtype, shape, _ = _parse_header(f, path)
-        n_bytes = math.prod(shape) * dtype.itemsize
-        buf = bytearray(n_bytes)
-        view = memoryview(buf)
-        got = 0
-        while got < n_bytes:
-            n = f.readinto(view[got:])
-            if not n:
-                break
-            got += n
+        record = math.prod(shape[1:]) * dtype.itemsize
+        n_bytes = shape[0] * record
+        if rows is None:
+            out = np.empty(n_bytes, dtype=np.uint8)
+            got = _fill(f, memoryview(out))
+        else:
+            keep = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if len(keep) and (keep[0] < 0 or keep[-1] >= shape[0] or np.any(np.diff(keep) <= 0)):
+                raise ValueError(f"rows must be sorted, distinct indices in 0..{shape[0] - 1}")
+            out = np.empty((len(keep), record), dtype=np.uint8)
+            per = max(1, block_bytes // max(record, 1)) * record
+            block = np.empty(per, dtype=np.uint8)
+            got = filled = 0
+            while got < n_bytes:
+                want = min(per, n_bytes - got)
+                have = _fill(f, memoryview(block)[:want])
+                first, last = got // record, (got + have) // record
+                sel = keep[(keep >= first) & (keep < last)] - first
+                out[filled:filled + len(sel)] = block[:(last - first) * record].reshape(-1, record)[sel]
+                filled += len(sel)
+                got += have
+                if have < want:
+                    break
         if got < n_bytes:
             raise DatasetError(
                 f"{path}: truncated: header says shape {shape} of {dtype.name} ({n_bytes} bytes of data) "
@@ -255,7 +286,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 f"{path}: too long: more bytes follow the {n_bytes} bytes of data that shape {shape} "
                 f"of {dtype.name} needs"
             )
-    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    count = shape[0] if rows is None else len(out)
+    arr = out.reshape(-1).view(dtype).reshape((count, *shape[1:]))
     return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
 
@@ -396,13 +428,18 @@ class ImageDataset:
         return len(self.classes)
 
 
-def _subset(x: np.ndarray, y: np.ndarray, k: int | None, rng: np.random.Generator):
-    if k is None or k >= len(y):
-        return x, y
+def _subset_rows(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | None:
+    """Sorted indices of a seeded random subset of k of n rows; None for all of them."""
+    if k is None or k >= n:
+        return None
     if k < 1:
         raise DatasetError(f"subset size must be at least 1, got {k}")
-    idx = np.sort(rng.permutation(len(y))[:k])
-    return x[idx], y[idx]
+    return np.sort(rng.permutation(n)[:k])
+
+
+def _subset(x: np.ndarray, y: np.ndarray, k: int | None, rng: np.random.Generator):
+    rows = _subset_rows(len(y), k, rng)
+    return (x, y) if rows is None else (x[rows], y[rows])
 
 
 def _check_headers(found: _Found) -> tuple[int, int, tuple[int, ...]]:
@@ -416,21 +453,27 @@ def _check_headers(found: _Found) -> tuple[int, int, tuple[int, ...]]:
     return n_train, n_test, train_hw
 
 
-def _load_idx_dataset(spec: DatasetSpec, found: _Found) -> ImageDataset:
-    _check_headers(found)  # cheap: fails before decompressing anything
-    arrays = {key: read_idx(found.paths[key]) for key in FILE_KEYS}
-    for split in ("train", "test"):
-        labs = arrays[f"{split}_labels"]
+def _load_idx_dataset(spec: DatasetSpec, found: _Found, max_train: int | None, max_test: int | None,
+                      rng: np.random.Generator) -> ImageDataset:
+    """The four files, keeping seeded random subsets of max_train / max_test images (read without holding
+    the rest)."""
+    counts = _check_headers(found)[:2]  # cheap: fails before decompressing anything
+    arrays = {}
+    for split, n, k in zip(("train", "test"), counts, (max_train, max_test), strict=True):
+        rows = _subset_rows(n, k, rng)
+        labs = read_idx(found.paths[f"{split}_labels"])
         if labs.max() >= len(spec.classes):
             raise DatasetError(
                 f"{found.paths[f'{split}_labels']}: label {int(labs.max())} out of range "
                 f"0..{len(spec.classes) - 1} for {spec.title}"
             )
+        arrays[split] = (read_idx(found.paths[f"{split}_images"], rows),
+                         (labs if rows is None else labs[rows]).astype(np.int64))
     return ImageDataset(
-        x_train=arrays["train_images"],
-        y_train=arrays["train_labels"].astype(np.int64),
-        x_test=arrays["test_images"],
-        y_test=arrays["test_labels"].astype(np.int64),
+        x_train=arrays["train"][0],
+        y_train=arrays["train"][1],
+        x_test=arrays["test"][0],
+        y_test=arrays["test"][1],
         classes=spec.classes,
         name=spec.name,
         source=f"{spec.title} IDX files in {found.directory} ({found.kind})",
@@ -477,7 +520,7 @@ def load_dataset(
         found, notes = _locate(spec, data_dir, cache_dir)
         if found is None:
             raise DatasetMissing(_how_to_get(spec, data_dir, cache_dir, notes))
-        ds = _load_idx_dataset(spec, found)
+        return _load_idx_dataset(spec, found, max_train, max_test, rng)
     ds.x_train, ds.y_train = _subset(ds.x_train, ds.y_train, max_train, rng)
     ds.x_test, ds.y_test = _subset(ds.x_test, ds.y_test, max_test, rng)
     return ds
