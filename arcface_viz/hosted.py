@@ -19,21 +19,24 @@ from .settings import hosted
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-visitor caps: optimizer steps of a live run, toy samples per class, training images, threads."""
+    """Per-visitor caps: optimizer steps of a live run, toy samples per class, training images, image batch
+    size (a CNN step's activations are most of a run's memory), threads."""
 
     max_steps: int
     max_samples_per_class: int
     max_train_images: int | None
     torch_threads: int | None
+    max_batch_size: int | None = None
     notice: str = ""
 
 
 LOCAL = Limits(max_steps=50_000, max_samples_per_class=1500, max_train_images=None, torch_threads=None)
 HOSTED = Limits(
-    max_steps=3_000, max_samples_per_class=300, max_train_images=6_000, torch_threads=1,
+    max_steps=3_000, max_samples_per_class=300, max_train_images=6_000, torch_threads=1, max_batch_size=128,
     notice=("This is the shared online version: each live run stops after 3,000 steps, toy data sets have at "
-            "most 300 samples per class, MNIST-style lessons use at most 6,000 training images, and the "
-            "full-scale training backend is switched off. Install it on your own machine for the full app."),
+            "most 300 samples per class, MNIST-style lessons use at most 6,000 training images in batches of "
+            "at most 128, and the full-scale training backend is switched off. Install it on your own machine "
+            "for the full app."),
 )
 
 
@@ -45,12 +48,16 @@ def limits() -> Limits:
 def capped(spec: Spec, lim: Limits | None = None) -> Spec:
     """``spec`` with its ranges cut to the limits (samples per class, training images), defaults kept inside."""
     lim = lim or limits()
-    caps = {"samples": lim.max_samples_per_class, "max_train": lim.max_train_images}
+    caps = {"samples": lim.max_samples_per_class, "max_train": lim.max_train_images,
+            "batch_size": lim.max_batch_size}
     params = []
     for p in spec:
         cap = caps.get(p.name)
         if cap is not None and p.max is not None and p.max > cap:
             p = replace(p, max=cap, default=min(p.default, cap))
+        elif cap is not None and p.kind == "choice" and any(c > cap for c in p.choices):
+            kept = tuple(c for c in p.choices if c <= cap)
+            p = replace(p, choices=kept, default=p.default if p.default in kept else kept[-1])
         params.append(p)
     return Spec(tuple(params))
 

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from arcface_viz.hosted import capped
 from arcface_viz.image_training import (
     DATASET_LABELS,
     IMAGE_DATASETS,
@@ -38,12 +39,13 @@ from toy_data import DATASETS, DatasetError, available_datasets, download, load_
 PAGE = "mnist"
 TICK_SECONDS = 0.2
 DIR_KEY = f"{PAGE}:data_dir"
+SPEC = capped(MNIST_SPEC)  # the shared online app: fewer images, smaller batches
 SMALL_TEST = 2000  # test sets up to this size are re-evaluated every frame; larger ones at epoch ends
 
 st.title("Live training: MNIST")
 st.caption("A small CNN maps each image to a 2-D or 3-D embedding. Softmax grows radial petals; Norm-Softmax and "
            "the margins pull each class into a tight cluster on the circle or sphere, around its centre W_j.")
-values = page_state(PAGE, MNIST_SPEC)
+values = page_state(PAGE, SPEC)
 data_dir = None if hosted() else (st.session_state.get(DIR_KEY) or "").strip() or None  # a local path: not in URL
 statuses = available_datasets(data_dir)
 available = tuple(n for n in IMAGE_DATASETS if statuses[n].available)
@@ -53,7 +55,7 @@ if pick_available(statuses, wanted) != wanted:  # asked for (the link, the defau
     st.warning(f"**{DATASET_LABELS[wanted]}** is not available on this machine, so this lesson uses "
                f"**{DATASET_LABELS[values['dataset']]}**. See *How to get more data* below.",
                icon=":material/database:")
-here = Spec(tuple(replace(p, choices=available) if p.name == "dataset" else p for p in MNIST_SPEC))
+here = Spec(tuple(replace(p, choices=available) if p.name == "dataset" else p for p in SPEC))
 
 with st.sidebar:
     st.header("Data")
@@ -63,12 +65,12 @@ with st.sidebar:
                   "t10k-labels-idx1-ubyte (gzipped or not), or with an mnist/ or fashion-mnist/ sub-folder."
                   + (" Disabled on a hosted app." if hosted() else ""))
     st.header("Loss")
-    controls(PAGE, MNIST_SPEC, ("loss", *LOSSES[values["loss"]].params), defaults_for={"loss": image_loss_defaults})
+    controls(PAGE, SPEC, ("loss", *LOSSES[values["loss"]].params), defaults_for={"loss": image_loss_defaults})
     st.header("Training")
-    controls(PAGE, MNIST_SPEC, ("dim", "optimizer", "lr", "batch_size", "warmup", "steps_per_frame"))
+    controls(PAGE, SPEC, ("dim", "optimizer", "lr", "batch_size", "warmup", "steps_per_frame"))
     st.header("Compare")
-    controls(PAGE, MNIST_SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
-sync_url(MNIST_SPEC, values)
+    controls(PAGE, SPEC, ("compare", "loss_b") if values["compare"] else ("compare",))
+sync_url(SPEC, values)
 
 
 def _download(name: str) -> None:

@@ -106,3 +106,18 @@ def test_a_typed_data_directory_makes_mnist_available(tmp_path):
     widget(at, "Data set").set_value("mnist").run()
     assert not at.exception
     assert any("60 train" in c.value or str(tmp_path) in c.value for c in at.caption)
+
+
+def test_hosted_mode_caps_images_and_batch_size(monkeypatch):
+    """The shared app keeps a visitor under its memory budget: at most 6,000 training images and batches of
+    at most 128, whatever the link asks for; the page says so."""
+    monkeypatch.setenv("ARCFACE_VIZ_HOSTED", "1")
+    at = open_page(PAGE, {**DIGITS, "batch_size": "512", "max_train": "60000"})
+    assert not at.exception
+    assert any("shared online version" in i.value for i in at.sidebar.info)
+    assert widget(at, "training images").max == 6000
+    assert max(widget(at, "batch size").options, key=int) == "128"
+    warned = " ".join(w.value for w in at.warning)
+    assert "512" in warned and "60000" in warned  # the link asked for more than allowed
+    trainer = at.session_state["_live:mnist"].trainers[0]
+    assert trainer.batch_size <= 128 and len(trainer.data.y_train) <= 6000
