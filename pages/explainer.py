@@ -46,11 +46,11 @@ sync_url(SPEC, values)
 
 st.title("ArcFace, step by step")
 st.progress(step / len(TITLES), text=f"Step {step} of {len(TITLES)}: **{TITLES[step - 1]}**")
-nav = st.columns([1, 1, 6])
-nav[0].button("Previous", on_click=go_to, args=(max(1, step - 1),), disabled=step == 1, icon=":material/arrow_back:",
-              width="stretch", key=f"{PAGE}:prev")
-nav[1].button("Next", on_click=go_to, args=(min(len(TITLES), step + 1),), disabled=step == len(TITLES),
-              type="primary", icon=":material/arrow_forward:", width="stretch", key=f"{PAGE}:next")
+nav = st.container(horizontal=True)  # buttons as wide as their labels: fixed columns cut "Previous" on a projector
+nav.button("Previous", on_click=go_to, args=(max(1, step - 1),), disabled=step == 1, icon=":material/arrow_back:",
+           width="content", key=f"{PAGE}:prev")
+nav.button("Next", on_click=go_to, args=(min(len(TITLES), step + 1),), disabled=step == len(TITLES),
+           type="primary", icon=":material/arrow_forward:", width="content", key=f"{PAGE}:next")
 st.header(f"{step}. {TITLES[step - 1]}")
 
 if step == 1:

@@ -342,7 +342,13 @@ def test_theta_histogram_fixed_bins_normalised_with_means():
     assert list(fig.layout.xaxis.range) == [0, 180]
     means = sorted(sh.x0 for sh in fig.layout.shapes)
     assert means == pytest.approx(sorted(th.mean() for _, th in hist), abs=1e-6)
+    assert fig.layout.legend.y < 0  # below the plot: inside it covered the bars and the mean labels
     assert_all_finite(fig)
+
+
+def test_theta_histogram_mean_label_near_180_stays_inside():
+    fig = ps.theta_histogram_figure([(0, np.full(50, 170.0))])
+    assert fig.layout.annotations[0].xanchor == "right"
 
 
 def test_theta_histogram_ignores_nan_and_empty_history():
@@ -367,6 +373,18 @@ def test_curves_drop_missing_test_points_and_keep_axes():
     assert_all_finite(fig)
     with pytest.raises(ValueError):
         ps.curves_figure(steps, np.ones(9), np.ones(10))
+
+
+def test_curves_before_training_show_the_point_and_say_what_comes():
+    """At step 0 there is one point: drawn as markers on a 0-based step axis, with a hint, not an empty
+    chart centred on step 0; once trained, lines and no hint."""
+    fig = ps.curves_figure([0], [2.3], [0.1], [0.1])
+    assert all("markers" in t.mode for t in fig.data[:2])
+    assert fig.layout.xaxis2.range[0] == 0 and fig.layout.xaxis2.range[1] >= 100
+    assert "press Train or Step" in fig.layout.annotations[0].text
+    trained = ps.curves_figure([0, 20], [2.3, 1.1], [0.1, 0.6])
+    assert trained.data[0].mode == "lines" and not trained.layout.annotations
+    assert trained.layout.xaxis2.range is None
 
 
 def test_curves_thin_long_histories_keep_ends():

@@ -536,14 +536,17 @@ def theta_histogram_figure(history: Sequence[Any], bins: int = 36, title: str | 
             shapes.append(dict(type="line", x0=mean, x1=mean, y0=0, y1=1, yref="paper",
                                line=dict(color=colour, dash="dash", width=2)))
             notes.append(dict(x=mean, y=1.0 - 0.1 * row, yref="paper", text=f"{mean:.0f}°", showarrow=False,
-                              xanchor="left", font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.6)"))
+                              xanchor="right" if mean > 150 else "left", font=dict(color=colour, size=14),
+                              bgcolor="rgba(255,255,255,0.6)"))
     layout = dict(
         title=dict(text=title or "θ<sub>y</sub> distribution (Fig. 4a)", x=0.5, xanchor="center"),
-        height=height, margin=dict(l=50, r=10, t=45, b=45), shapes=shapes, annotations=notes,
+        height=height + 40, margin=dict(l=50, r=10, t=45, b=45), shapes=shapes, annotations=notes,
         xaxis=dict(range=[0, 180], tickvals=list(range(0, 181, 30)), ticksuffix="°",
                    title=dict(text="angle between x<sub>i</sub> and W<sub>y<sub>i</sub></sub>")),
         yaxis=dict(title=dict(text="% of samples"), rangemode="tozero"),
-        legend=dict(font=dict(size=LEGEND_FONT - 2), x=0.99, xanchor="right", y=0.99),
+        # below the axis title: inside the plot it covered the bars and the mean labels
+        legend=dict(font=dict(size=LEGEND_FONT - 2), orientation="h", x=0.5, xanchor="center", y=-0.22,
+                    yanchor="top"),
         font=dict(size=14), uirevision="theta",
     )
     return go.Figure(data=traces, layout=layout)
@@ -583,10 +586,12 @@ def curves_figure(steps: Sequence[int], loss: Sequence[float], train_acc: Sequen
     lx, ly = series(loss)
     ax, ay = series(train_acc)
     tx, ty = series(test_acc)
+    untrained = len(steps_a) == 0 or steps_a.max() == steps_a.min()  # one point: no curve yet
+    line_mode = "lines+markers" if untrained else "lines"
     traces = [
-        dict(type="scatter", x=lx, y=ly, mode="lines", name="loss", line=dict(color="#0072B2", width=2),
+        dict(type="scatter", x=lx, y=ly, mode=line_mode, name="loss", line=dict(color="#0072B2", width=2),
              xaxis="x", yaxis="y"),
-        dict(type="scatter", x=ax, y=ay, mode="lines", name="train acc", line=dict(color="#009E73", width=2),
+        dict(type="scatter", x=ax, y=ay, mode=line_mode, name="train acc", line=dict(color="#009E73", width=2),
              xaxis="x2", yaxis="y2"),
         dict(type="scatter", x=tx, y=ty, mode="lines+markers", name="test acc", marker=dict(size=5),
              line=dict(color="#D55E00", width=2, dash="dash"), xaxis="x2", yaxis="y2"),
@@ -596,7 +601,11 @@ def curves_figure(steps: Sequence[int], loss: Sequence[float], train_acc: Sequen
         height=height, margin=dict(l=55, r=10, t=40 if title else 15, b=40), font=dict(size=14),
         xaxis=dict(anchor="y", matches="x2", showticklabels=False),
         yaxis=dict(domain=[0.56, 1.0], title=dict(text="loss"), rangemode="tozero"),
-        xaxis2=dict(anchor="y2", title=dict(text="step")),
+        xaxis2=dict(anchor="y2", title=dict(text="step"), rangemode="tozero",
+                    **({"range": [0, max(100.0, float(steps_a.max(initial=0)) * 2)]} if untrained else {})),
+        annotations=[dict(text="The curves grow here as the model trains: press Train or Step.", showarrow=False,
+                          xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=14, color="#666"))]
+        if untrained else [],
         yaxis2=dict(domain=[0.0, 0.44], title=dict(text="accuracy"), range=[0, 1.02], tickformat=".0%"),
         legend=dict(font=dict(size=LEGEND_FONT - 2), orientation="h", y=1.02, yanchor="bottom", x=1,
                     xanchor="right"),

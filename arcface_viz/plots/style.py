@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import plotly.graph_objects as go
 
@@ -29,9 +30,39 @@ def presenter_style(fig: go.Figure, scale: float = 1.45) -> go.Figure:
         marker = getattr(trace, "marker", None)
         if marker is not None and isinstance(getattr(marker, "size", None), (int, float)):
             marker.size = marker.size * scale
+    if fig.layout.title and fig.layout.title.text:
+        title = wrap_title(fig.layout.title.text)
+        lines = title.count("<br>") + 1
+        size = (fig.layout.title.font.size if fig.layout.title.font and fig.layout.title.font.size
+                else round(base * scale))
+        top = fig.layout.margin.t if fig.layout.margin and fig.layout.margin.t is not None else 80
+        fig.update_layout(title_text=title, margin_t=max(top, int(lines * size * 1.35) + 20))
     if fig.layout.height:
         fig.update_layout(height=int(fig.layout.height * 1.15))
     return fig
+
+
+def wrap_title(text: str, width: int = 42) -> str:
+    """Break each line of a plotly title (``<br>``-separated, ``<sup>`` lines kept as such) at spaces so no line
+    is longer than ``width`` visible characters: plotly never wraps a title, and on a projector's large fonts a
+    long one ran off the chart."""
+    out = []
+    for line in text.split("<br>"):
+        sup = line.startswith("<sup>") and line.endswith("</sup>")
+        inner = line[5:-6] if sup else line
+        if len(re.sub(r"<[^>]+>", "", inner)) <= width or "<" in inner:  # short, or inline markup: leave it
+            out.append(line)
+            continue
+        rows, row = [], ""
+        for word in inner.split(" "):
+            if row and len(row) + 1 + len(word) > width:
+                rows.append(row)
+                row = word
+            else:
+                row = f"{row} {word}" if row else word
+        rows.append(row)
+        out.extend(f"<sup>{r}</sup>" if sup else r for r in rows)
+    return "<br>".join(out)
 
 
 def standalone_html(fig: go.Figure, title: str = "arcface-viz") -> str:
