@@ -598,17 +598,18 @@ def curves_figure(steps: Sequence[int], loss: Sequence[float], train_acc: Sequen
     ]
     layout = dict(
         title=dict(text=title, x=0.5, xanchor="center") if title else None,
-        height=height, margin=dict(l=55, r=10, t=40 if title else 15, b=40), font=dict(size=14),
+        height=height + 40, margin=dict(l=55, r=10, t=40 if title else 15, b=80), font=dict(size=14),
         xaxis=dict(anchor="y", matches="x2", showticklabels=False),
         yaxis=dict(domain=[0.56, 1.0], title=dict(text="loss"), rangemode="tozero"),
         xaxis2=dict(anchor="y2", title=dict(text="step"), rangemode="tozero",
-                    **({"range": [0, max(100.0, float(steps_a.max(initial=0)) * 2)]} if untrained else {})),
+                    **({"range": [-2.0, max(100.0, float(steps_a.max(initial=0)) * 2)]} if untrained else {})),
         annotations=[dict(text="The curves grow here as the model trains: press Train or Step.", showarrow=False,
                           xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=14, color="#666"))]
         if untrained else [],
         yaxis2=dict(domain=[0.0, 0.44], title=dict(text="accuracy"), range=[0, 1.02], tickformat=".0%"),
-        legend=dict(font=dict(size=LEGEND_FONT - 2), orientation="h", y=1.02, yanchor="bottom", x=1,
-                    xanchor="right"),
+        # below the step axis: above the plot, a narrow column wrapped it onto the title
+        legend=dict(font=dict(size=LEGEND_FONT - 2), orientation="h", y=-0.2, yanchor="top", x=0.5,
+                    xanchor="center"),
         hovermode="x unified", uirevision="curves",
     )
     return go.Figure(data=traces, layout=layout)

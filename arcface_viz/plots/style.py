@@ -36,7 +36,8 @@ def presenter_style(fig: go.Figure, scale: float = 1.45) -> go.Figure:
         size = (fig.layout.title.font.size if fig.layout.title.font and fig.layout.title.font.size
                 else round(base * scale))
         top = fig.layout.margin.t if fig.layout.margin and fig.layout.margin.t is not None else 80
-        fig.update_layout(title_text=title, margin_t=max(top, int(lines * size * 1.35) + 20))
+        fig.update_layout(title_text=title, title_y=1.0, title_yref="container", title_yanchor="top",
+                          title_pad_t=12, margin_t=max(top, int(lines * size * 1.4) + 30))
     if fig.layout.height:
         fig.update_layout(height=int(fig.layout.height * 1.15))
     return fig
