@@ -19,7 +19,7 @@ from typing import Any
 
 from ..losses import LOSSES
 from ..params import LOSS_SPEC, ParamError
-from .toy import _jsonable  # the same JSON fallback as the toy command
+from .toy import _jsonable, fmt, print_report  # the toy command's JSON fallback and text report
 
 TRAINING_FLAGS = ("dataset", "dim", "optimizer", "lr", "batch_size", "warmup", "max_train", "seed")
 
@@ -166,21 +166,9 @@ def _data(cfg: dict[str, Any], download: bool):
 
 
 def _print_table(r: dict[str, Any]) -> None:
-    def fmt(v: Any, spec: str = ".2f") -> str:
-        return "–" if v is None else format(v, spec)
-
-    params = ", ".join(f"{k}={v}" for k, v in r["loss_params"].items()) or "no parameters"
-    lines = [
-        f"{r['loss_label']} ({params}) on {r['dataset']}, {r['dim']}-D embeddings, {r['device']}, "
-        f"{r['num_threads']} thread(s)",
+    print_report(r, f"{r['num_threads']} thread(s)", [
         f"data: {r['source']}",
         f"{r['epochs']:.2f} epochs ({r['steps']} steps) in {r['seconds']:.1f} s of training "
         f"({fmt(r['images_per_second'], ',.0f')} images/s), {r['wall_seconds']:.1f} s in all",
         f"test accuracy {fmt(r['test_acc'], '.4f')} on {r['n_test']:,} test images",
-        "Table-3 angles (degrees):",
-    ]
-    for key in ("W-EC", "W-Inter", "Intra1", "Inter1", "Intra2", "Inter2"):
-        lines.append(f"  {key:8s} {fmt(r[key])}")
-    if "out" in r:
-        lines.append(f"figure written to {r['out']}")
-    print("\n".join(lines))
+    ])

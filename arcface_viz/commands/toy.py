@@ -195,22 +195,26 @@ def _jsonable(v: Any) -> Any:
         return str(v)
 
 
-def _print_table(r: dict[str, Any]) -> None:
-    def fmt(v: Any, spec: str = ".2f") -> str:
-        return "–" if v is None else format(v, spec)
+def fmt(v: Any, spec: str = ".2f") -> str:
+    """A number for the text report, or an en dash where there is none."""
+    return "–" if v is None else format(v, spec)
 
+
+def print_report(r: dict[str, Any], setting: str, body: list[str]) -> None:
+    """The text report of a training command: what was trained, ``body``, then the Table-3 angles."""
     params = ", ".join(f"{k}={v}" for k, v in r["loss_params"].items()) or "no parameters"
-    lines = [
-        f"{r['loss_label']} ({params}) on {r['dataset']}, {r['dim']}-D embeddings, {r['device']}, "
-        f"trained on {r['num_threads']} thread(s)",
+    lines = [f"{r['loss_label']} ({params}) on {r['dataset']}, {r['dim']}-D embeddings, {r['device']}, {setting}",
+             *body, "Table-3 angles (degrees):"]
+    lines += [f"  {key:8s} {fmt(r[key])}" for key in ("W-EC", "W-Inter", "Intra1", "Inter1", "Intra2", "Inter2")]
+    if "out" in r:
+        lines.append(f"figure written to {r['out']}")
+    print("\n".join(lines))
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    print_report(r, f"trained on {r['num_threads']} thread(s)", [
         f"steps {r['steps']}  in {r['seconds']:.2f} s  ({fmt(r['steps_per_second'], '.0f')} steps/s)",
         f"train acc {fmt(r['train_acc'], '.4f')}  test acc {fmt(r['test_acc'], '.4f')}  "
         f"loss {fmt(r['final_loss'], '.4f')}",
         f"min angle between centres {fmt(r['min_centre_angle_deg'], '.1f')}°",
-        "Table-3 angles (degrees):",
-    ]
-    for key in ("W-EC", "W-Inter", "Intra1", "Inter1", "Intra2", "Inter2"):
-        lines.append(f"  {key:8s} {fmt(r[key])}")
-    if "out" in r:
-        lines.append(f"figure written to {r['out']}")
-    print("\n".join(lines))
+    ])
