@@ -20,6 +20,21 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "FIG3_PAPER_SAMPLES",
+    "TOY_DATASETS",
+    "ToyData",
+    "ToyDataset",
+    "blobs",
+    "fig3",
+    "imbalanced",
+    "imbalanced_sizes",
+    "make_dataset",
+    "moons",
+    "sphere",
+    "spirals",
+]
+
 FIG3_PAPER_SAMPLES = 1500  # samples per identity in the paper's Fig. 3
 
 
