@@ -220,7 +220,7 @@ class _CosineMarginCE(torch.autograd.Function):
     Forward: cos θ_j = x̂·Ŵ_j, target f(θ_y) = cos(m1·θ_y + m2) − m3 (training extension / easy margin as in
     :func:`target_logit`), loss = mean CE of s·logits.  Backward is analytic:
 
-        G = s·(softmax − onehot)/B,   G_y ← G_y · df/dcos θ_y,   df/dcos θ = m1·sin(m1·θ + m2)/sin θ
+        G = s·(softmax − onehot)/B,   G_y ← G_y · df/dcos θ_y,   df/dcos θ = −f'(θ)/sin θ (target_logit_slope)
         dx̂ = G Ŵ,  dŴ = Gᵀ x̂,  dx = (dx̂ − x̂ (x̂·dx̂))/‖x‖  (the same for W)
 
     It gives the gradients of the op-by-op autograd graph of :meth:`MarginLoss.logits` + ``F.cross_entropy``
@@ -235,32 +235,19 @@ class _CosineMarginCE(torch.autograd.Function):
         cos = x @ w.t()
         rows = labels[:, None]
         ct = cos.gather(1, rows)
-        angular = m1 != 1.0 or m2 != 0.0 or easy_margin
-        if angular:
+        if m1 != 1.0 or m2 != 0.0 or easy_margin:  # the margin acts on the angle: target_logit's curve
             cc = ct.clamp(-1.0 + _EPS, 1.0 - _EPS)
             th = torch.acos(cc)
-            arg = th * m1 if m1 != 1.0 else th
-            arg = arg + m2 if m2 else arg
-            target = torch.cos(arg)
-            if m3:
-                target = target - m3
-            if easy_margin:
-                keep = ct > 0
-                target = torch.where(keep, target, cc)
-            elif extension_threshold(m1, m2) < math.pi:
-                keep = th <= extension_threshold(m1, m2)
-                target = torch.where(keep, target, cc - (m3 + extension_offset(m1, m2)))
-            else:
-                keep = None
-            inside = cc == ct  # the clamp passes no gradient at the clamped ends, as in autograd
-            ctx.margin = (th, arg, keep, inside)
-        else:
+            target = target_logit(th, m1, m2, m3, monotonic=True, easy_margin=easy_margin)
+            # df/dcos θ = −f'(θ)/sin θ; the clamp passes no gradient at its ends, as in autograd
+            ctx.slope = -target_logit_slope(th, m1, m2, m3, easy_margin=easy_margin) / torch.sin(th) * (cc == ct)
+        else:  # Norm-Softmax, CosFace: f = cos θ − m3, slope 1
             target = ct - m3
-            ctx.margin = None
+            ctx.slope = None
         logits = cos.scatter(1, rows, target).mul_(s)
         log_p = torch.log_softmax(logits, dim=1)
         ctx.save_for_backward(x, xn, w, wn, log_p, rows)
-        ctx.s, ctx.m1 = s, m1
+        ctx.s = s
         return -log_p.gather(1, rows).mean()
 
     @staticmethod
@@ -269,14 +256,8 @@ class _CosineMarginCE(torch.autograd.Function):
         g = log_p.exp()
         g.scatter_add_(1, rows, torch.full_like(rows, -1, dtype=g.dtype))
         g.mul_(grad * (ctx.s / len(x)))
-        if ctx.margin is not None:
-            th, arg, keep, inside = ctx.margin
-            d = torch.sin(arg) / torch.sin(th)
-            if ctx.m1 != 1.0:
-                d = d * ctx.m1
-            if keep is not None:
-                d = torch.where(keep, d, 1.0)
-            g.scatter_(1, rows, g.gather(1, rows) * d * inside)
+        if ctx.slope is not None:
+            g.scatter_(1, rows, g.gather(1, rows) * ctx.slope)
         dx, dw = g @ w, g.t() @ x
         dx = (dx - x * (dx * x).sum(1, keepdim=True)) / xn
         dw = (dw - w * (dw * w).sum(1, keepdim=True)) / wn
