@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import os
 from dataclasses import dataclass, replace
 
 from .params import Spec
@@ -46,7 +45,8 @@ def limits() -> Limits:
 
 
 def capped(spec: Spec, lim: Limits | None = None) -> Spec:
-    """``spec`` with its ranges cut to the limits (samples per class, training images), defaults kept inside."""
+    """``spec`` with its ranges cut to the limits (samples per class, training images, and the batch-size
+    choices), defaults kept inside."""
     lim = lim or limits()
     caps = {"samples": lim.max_samples_per_class, "max_train": lim.max_train_images,
             "batch_size": lim.max_batch_size}
@@ -85,5 +85,5 @@ def release_memory() -> None:
     """Hand freed heap memory back to the operating system (glibc's malloc_trim); a no-op elsewhere.
     Called after each live-training frame so a run's resident memory stays near what it uses."""
     libc = _libc()
-    if libc is not None and os.name == "posix":
+    if libc is not None:
         libc.malloc_trim(0)
