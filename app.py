@@ -7,8 +7,8 @@ import streamlit as st
 import torch
 
 from arcface_viz.device import describe
+from arcface_viz.fullscale.runs import reconcile_existing
 from arcface_viz.hosted import limit_malloc_arenas, limits
-from arcface_viz.runs import reconcile_existing
 from arcface_viz.settings import hosted
 from pages._registry import PAGES
 from pages._ui import PRESENT_KEY

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from arcface_viz.backbones import count_parameters, get_backbone
-from arcface_viz.partial_fc import PartialFC
+from arcface_viz.fullscale.backbones import count_parameters, get_backbone
+from arcface_viz.fullscale.partial_fc import PartialFC
 
 # docs/paper_reference.md §5: r50 on MS1MV3 ≈ 5,500 samples/s on 8 GPUs
 INSIGHTFACE_R50_8GPU = 5500

@@ -1,7 +1,7 @@
 """Backend: launch, follow, stop and resume full-scale face-recognition training runs (torchrun).
 
 Locked unless the operator enables it (ARCFACE_VIZ_BACKEND=1 or st.secrets["backend"]["enabled"]); optionally
-behind st.secrets["backend"]["password"].  Everything it does is in arcface_viz.runs (also the CLI
+behind st.secrets["backend"]["password"].  Everything it does is in arcface_viz.fullscale.runs (also the CLI
 ``python -m arcface_viz runs ...``); this page only draws it.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from arcface_viz import runs as R
 from arcface_viz import settings
+from arcface_viz.fullscale import runs as R
 from arcface_viz.losses import LOSSES
 from pages._registry import PAGES
 from pages._ui import app_frame, controls, page_state, sync_url

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from arcface_viz.backbones import BACKBONES, IBasicBlock, count_parameters, get_backbone
+from arcface_viz.fullscale.backbones import BACKBONES, IBasicBlock, count_parameters, get_backbone
 
 # exact counts of the insightface layouts (all parameters, the frozen embedding-BN scale included), and the
 # published sizes they should be close to (OpenVINO's model card of insightface's r100: 65.13M)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcface_viz.recordio import FaceRecordDataset, ImageFolderFaces, load_bin
+from arcface_viz.fullscale.recordio import FaceRecordDataset, ImageFolderFaces, load_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arcface_viz import runs as R
+from arcface_viz.fullscale import runs as R
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from arcface_viz.recordio import (
+from arcface_viz.fullscale.recordio import (
     DataFormatError,
     FaceRecordDataset,
     ImageFolderFaces,

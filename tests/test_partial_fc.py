@@ -11,8 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from arcface_viz.fullscale.partial_fc import PartialFC, allreduce_sum_hook, shard_range, supports
 from arcface_viz.losses import make_loss
-from arcface_viz.partial_fc import PartialFC, allreduce_sum_hook, shard_range, supports
 
 N_CLASSES, DIM, B, WORLD = 11, 16, 6, 2
 CASES = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcface_viz.recordio import (
+from arcface_viz.fullscale.recordio import (
     IR_SIZE,
     MAGIC,
     DataFormatError,

@@ -16,8 +16,8 @@ import pytest
 from app_helpers import APP
 from streamlit.testing.v1 import AppTest
 
-from arcface_viz import runs as R
 from arcface_viz import settings
+from arcface_viz.fullscale import runs as R
 from arcface_viz.params import ParamError
 
 TIMEOUT = 240  # seconds a run may take on two busy cores before a test gives up (never asserted)

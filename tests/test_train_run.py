@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from arcface_viz.backbones import get_backbone
-from arcface_viz.stats import load_embeddings_npz
-from arcface_viz.train import (
+from arcface_viz.fullscale.backbones import get_backbone
+from arcface_viz.fullscale.train import (
     ConfigError,
     TrainConfig,
     build_dataset,
@@ -28,6 +27,7 @@ from arcface_viz.train import (
     main,
     train,
 )
+from arcface_viz.stats import load_embeddings_npz
 from toy_data.faces import make_synthetic_faces, make_verification_bin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,7 +238,7 @@ def test_replicated_head_single_process(faces, tmp_path):
 
 def test_a_save_cut_short_falls_back_to_the_previous_checkpoint(tmp_path):
     """Killed between a rank's new file and latest.json: resume takes rank_{r}.prev.pt of the latest step."""
-    from arcface_viz.train import _load_rank_checkpoint
+    from arcface_viz.fullscale.train import _load_rank_checkpoint
 
     torch.save({"step": 6, "tag": "new"}, tmp_path / "rank_1.pt")
     torch.save({"step": 4, "tag": "old"}, tmp_path / "rank_1.prev.pt")

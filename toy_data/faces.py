@@ -10,7 +10,7 @@ Everything is deterministic in (seed, identity, sample).  Held-out identities (f
 are numbered from :data:`HELD_OUT_OFFSET`, so they never coincide with training identities.
 
 Writers: :func:`make_synthetic_faces` (RecordIO set and/or image folder), :func:`make_verification_bin`,
-:func:`build_rec_from_folder` and :func:`build_bin_from_pairs`.  They import ``arcface_viz.recordio`` (and
+:func:`build_rec_from_folder` and :func:`build_bin_from_pairs`.  They import ``arcface_viz.fullscale.recordio`` (and
 so torch) only when called, which keeps ``import toy_data`` light.
 """
 
@@ -261,7 +261,7 @@ def make_synthetic_faces(out_dir: PathLike, num_identities: int = 10, images_per
     ``folder`` -> out_dir/images/id_NNNNN/NNNN.jpg.  Both hold the same JPEG bytes; identity i is label i.
     Existing outputs are refused unless ``overwrite`` (which replaces out_dir/images entirely).
     """
-    from arcface_viz.recordio import encode_jpeg, write_face_set
+    from arcface_viz.fullscale.recordio import encode_jpeg, write_face_set
 
     n_id = _check_count("num_identities", num_identities)
     per = _check_count("images_per_identity", images_per_identity)
@@ -303,7 +303,7 @@ def make_verification_bin(out_path: PathLike, num_identities: int = 10, pairs: i
     Held-out identity k is ``HELD_OUT_OFFSET + k``, never one of the training identities of the same seed.
     Returns the number of pairs.
     """
-    from arcface_viz.recordio import encode_jpeg, write_bin
+    from arcface_viz.fullscale.recordio import encode_jpeg, write_bin
 
     n_id = _check_count("num_identities", num_identities)
     n_pairs = _check_count("pairs", pairs)
@@ -329,7 +329,7 @@ def _face_jpeg(path: Path, size: tuple[int, int], quality: int) -> bytes:
     """File bytes as they are if already an RGB JPEG of ``size`` (H, W), else decoded, resized, re-encoded."""
     from PIL import Image, UnidentifiedImageError
 
-    from arcface_viz.recordio import DataFormatError, decode_image, encode_jpeg
+    from arcface_viz.fullscale.recordio import DataFormatError, decode_image, encode_jpeg
 
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -350,7 +350,7 @@ def build_rec_from_folder(folder: PathLike, out_dir: PathLike, quality: int = 95
     Writes out_dir/{train.rec, train.idx, property} with record 0's identity ranges; RGB JPEGs of the right
     size are stored byte for byte, other images are resized and re-encoded.  Returns a ``FaceSetInfo``.
     """
-    from arcface_viz.recordio import scan_image_folder, write_face_set
+    from arcface_viz.fullscale.recordio import scan_image_folder, write_face_set
 
     classes, samples = scan_image_folder(folder)
     out = _out_dir(out_dir)
@@ -391,7 +391,7 @@ def build_bin_from_pairs(pairs_file_or_list: PathLike | Sequence[tuple[PathLike,
 
     Images are stored as ``image_size`` RGB JPEGs.  Returns the number of pairs.
     """
-    from arcface_viz.recordio import write_bin
+    from arcface_viz.fullscale.recordio import write_bin
 
     if isinstance(pairs_file_or_list, str | os.PathLike):
         pairs = read_pairs_file(pairs_file_or_list)

@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from ..runs import Registry, Run, load_launch_config
+from ..fullscale.runs import Registry, Run, load_launch_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

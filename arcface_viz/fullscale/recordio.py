@@ -257,7 +257,7 @@ class RecordReader:
             raise FileNotFoundError(f"RecordIO file not found: {self.path_rec}")
         if not self.path_idx.is_file():
             raise FileNotFoundError(f"RecordIO index not found: {self.path_idx} (it lists 'key<TAB>offset' for "
-                                    f"{self.path_rec.name}; arcface_viz.recordio.rebuild_index can recreate it)")
+                                    f"{self.path_rec.name}; fullscale.recordio.rebuild_index can recreate it)")
         self._size = self.path_rec.stat().st_size
         self._keys, self._offsets = _parse_index(self.path_idx, self.path_rec, self._size)
         self._dense = bool(np.array_equal(self._keys, np.arange(self._keys.size)))

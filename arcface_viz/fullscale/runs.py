@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from .. import settings
 
 STATUSES = ("queued", "running", "finished", "failed", "stopped")
 TOKEN_ENV = "ARCFACE_VIZ_RUN_TOKEN"
 TRAINER_MODULE = "arcface_viz.train"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAX_PROCS_PER_NODE = 1024
 MAX_NODES = 4096
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
@@ -938,8 +938,8 @@ def launch_spec(presets: list[str] | None = None, datasets: dict[str, list[Path]
     ``datasets`` (from :func:`find_datasets`) turns data roots and ``.bin`` files into choices, so the page
     only ever offers paths inside the data roots.  Defaults come from ``default_preset``.
     """
+    from ..params import LOSS_SPEC, Param, Spec
     from .backbones import BACKBONES
-    from .params import LOSS_SPEC, Param, Spec
 
     trainer = _trainer()
     presets = list(trainer.list_presets() if presets is None else presets) or ["custom"]
@@ -1031,7 +1031,7 @@ def config_from_values(values: Mapping[str, Any], base: Mapping[str, Any] | None
 
     Loss parameters the chosen loss does not use are left out (s, m1, m2, m3 then take the loss's defaults).
     """
-    from .losses import LOSSES
+    from ..losses import LOSSES
 
     if base is None:
         preset = values.get("preset")

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import _EPS, LOSSES, MarginLoss, make_loss, target_logit
+from ..losses import _EPS, LOSSES, MarginLoss, make_loss, target_logit
 
 __all__ = ["PartialFC", "shard_range", "supports", "allreduce_sum_hook"]
 
