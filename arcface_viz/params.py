@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSSES
+from .losses import LOSS_PARAMS, LOSSES
 
 
 class ParamError(ValueError):
@@ -206,27 +206,15 @@ class Spec:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loss parameters shared by every lesson.  Ranges are the ones the UI allows; the loss library is
-# tested to give finite losses and gradients over all of them.
+# The loss parameters shared by every lesson, declared with their ranges in arcface_viz.losses
+# (LOSS_PARAMS).  Ranges are the ones the UI allows; the loss library is tested to give finite losses
+# and gradients over all of them.
 
 LOSS_SPEC = Spec((
     Param("loss", "choice", "arcface", "Loss", "Which member of the margin family to use.",
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
-    Param("s", "float", 16.0, "scale s", "Feature scale after L2 normalisation: logits are s·cos θ.",
-          min=1.0, max=64.0, step=0.5, format="%.1f"),
-    Param("m1", "float", 1.0, "m1 (multiplicative angle)", "SphereFace margin: cos(m1·θ). 1 = none.",
-          min=0.8, max=2.0, step=0.05, format="%.2f"),
-    Param("m2", "float", 0.2, "m2 (additive angle, rad)", "ArcFace margin: cos(θ + m2). 0 = none.",
-          min=0.0, max=1.0, step=0.01, format="%.2f"),
-    Param("m3", "float", 0.0, "m3 (additive cosine)", "CosFace margin: cos θ − m3. 0 = none.",
-          min=0.0, max=0.6, step=0.01, format="%.2f"),
-    Param("m", "int", 4, "m (A-Softmax)", "Integer angular multiplier of the original SphereFace ψ(θ).",
-          min=1, max=6, step=1),
-    Param("lam", "float", 5.0, "λ (A-Softmax)", "Blend (λ cos θ + ψ(θ))/(1+λ); the floor of the annealing.",
-          min=0.0, max=100.0, step=0.5, format="%.1f"),
-    Param("margin", "float", 0.2, "triplet margin (rad)", "Angular triplet margin m: θ_ap + m ≤ θ_an.",
-          min=0.0, max=1.0, step=0.01, format="%.2f"),
-    Param("easy_margin", "bool", False, "easy margin", "Apply the margin only where cos θ > 0."),
+    *(Param(p.name, p.kind, p.default, p.label, p.help, min=p.min, max=p.max, step=p.step, format=p.format)
+      for p in LOSS_PARAMS.values()),
 ))
 
 

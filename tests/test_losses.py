@@ -343,7 +343,7 @@ COSINE_CASES = [
 
 @pytest.mark.parametrize("name,params", COSINE_CASES)
 def test_fused_training_path_matches_op_by_op_autograd(name, params):
-    """forward() runs one fused node (_CosineMarginCE); it must equal CE(logits(x, y)) in value and gradient,
+    """forward() runs one fused node (_MarginCE); it must equal CE(logits(x, y)) in value and gradient,
     including samples on their centre (θ = 0), opposite it (θ = π) and past the extension threshold."""
     torch.manual_seed(5)
     loss = make_loss(name, 6, 3, **params)
@@ -367,13 +367,15 @@ def test_fused_training_path_matches_op_by_op_autograd(name, params):
 
 def test_fused_training_path_passes_gradcheck():
     """Finite differences in float64 on the fused node, away from the piecewise boundaries."""
-    from arcface_viz.losses import _CosineMarginCE
+    from arcface_viz.losses import make_margin
+    from arcface_viz.margin import _MarginCE
 
     torch.manual_seed(6)
     x = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 5, (12,))
-    for margins in ((1.0, 0.0, 0.0, False), (1.0, 0.5, 0.0, False), (1.3, 0.2, 0.1, False),
-                    (1.0, 0.5, 0.0, True)):
-        assert torch.autograd.gradcheck(lambda a, b, m=margins: _CosineMarginCE.apply(a, b, y, 4.0, *m),
+    for m1, m2, m3, easy in ((1.0, 0.0, 0.0, False), (1.0, 0.5, 0.0, False), (1.3, 0.2, 0.1, False),
+                             (1.0, 0.5, 0.0, True)):
+        margin = make_margin("combined", s=4.0, m1=m1, m2=m2, m3=m3, easy_margin=easy)
+        assert torch.autograd.gradcheck(lambda a, b, m=margin: _MarginCE.apply(a, b, y, m),
                                         (x, w), eps=1e-6, atol=1e-5)
