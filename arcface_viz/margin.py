@@ -188,27 +188,28 @@ class MarginInput:
     """
 
     __slots__ = ("cos", "cos_y", "cols", "p", "state", "norms", "training", "analytic", "_owned", "_reduce",
-                 "_theta")
+                 "_theta", "_clamped")
 
     def __init__(self, cos: torch.Tensor, cos_y: torch.Tensor, cols: torch.Tensor, p: _Params,
                  state: dict[str, torch.Tensor], norms: torch.Tensor | None, training: bool, analytic: bool,
                  owned: torch.Tensor | None = None, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.cos, self.cos_y, self.cols, self.p, self.state, self.norms = cos, cos_y, cols, p, state, norms
-        self.training, self.analytic, self._owned, self._reduce, self._theta = training, analytic, owned, reduce, None
+        self.training, self.analytic, self._owned, self._reduce = training, analytic, owned, reduce
+        self._theta = self._clamped = None
 
     @property
     def theta_y(self) -> torch.Tensor:
         """θ_y = arccos(cos θ_y), clamped as :func:`theta` (computed once)."""
         if self._theta is None:
-            self._theta = theta(self.cos_y)
+            self._clamped = self.cos_y.clamp(-1.0 + EPS, 1.0 - EPS)
+            self._theta = torch.acos(self._clamped)
         return self._theta
 
     @property
     def dtheta_y(self) -> torch.Tensor:
         """∂θ_y/∂cos θ_y = −1/sin θ_y, and 0 where the clamp is active (as autograd has it): for the chain rule."""
-        c = self.cos_y
-        inside = (c >= -1.0 + EPS) & (c <= 1.0 - EPS)
-        return -inside.to(c.dtype) / torch.sin(self.theta_y)
+        th = self.theta_y
+        return (self._clamped == self.cos_y) / -torch.sin(th)
 
     @property
     def owned(self) -> torch.Tensor:
@@ -263,8 +264,15 @@ def assemble_logits(cos: torch.Tensor, cols: torch.Tensor, out: MarginOut, scale
     target = out.target
     if owned is not None:
         target = torch.where(owned, target, base.gather(-1, cols))
-    logits = base.scatter(-1, cols, target.expand(cols.shape))
+    logits = base.scatter(-1, cols, target if target.shape == cols.shape else target.expand(cols.shape))
     return logits.mul_(scale) if not torch.is_grad_enabled() else logits * scale
+
+
+def _columns(labels: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """Labels (B) or (…, B) as target columns (…, B, 1) of ``cos``."""
+    if labels.shape != cos.shape[:-1]:
+        labels = labels.expand(cos.shape[:-1])
+    return labels.unsqueeze(-1)
 
 
 # ----------------------------------------------------------------------------------------- sub-centres
@@ -329,7 +337,7 @@ class Margin(nn.Module):
 
     def effective_margins(self) -> tuple[Any, Any, Any]:
         """(m1, m2, m3) after the warm-up ramp: (1 + a(m1 − 1), a·m2, a·m3)."""
-        p = _Params(self)
+        p = self._params()
         return p.m1, p.m2, p.m3
 
     def feature_norms(self, embeddings: torch.Tensor) -> torch.Tensor | None:
@@ -339,12 +347,21 @@ class Margin(nn.Module):
         a = embeddings.float().norm(dim=-1, keepdim=True)
         return a.detach() if self.info.norms == "detached" else a
 
+    def _params(self) -> Any:
+        """The parameters as the margin function reads them: after the warm-up ramp (the module itself at 1)."""
+        a = self.margin_scale
+        return self if isinstance(a, (int, float)) and a == 1.0 else _Params(self)
+
+    def _detached(self) -> bool:
+        """The loss lists ``detach_margin`` and it is on: margined values, the gradient of s·cos θ."""
+        return "detach_margin" in self.info.params and bool(self.detach_margin)
+
     def _run(self, cos: torch.Tensor, cos_y: torch.Tensor, cols: torch.Tensor, owned: torch.Tensor | None,
              norms: torch.Tensor | None, reduce: Callable | None, update: bool,
              analytic: bool) -> tuple[MarginInput, MarginOut]:
         """Call the margin function on cosines (…, B, C), target cosines and columns (…, B, 1), ``owned``."""
         state = {k: self._buffers[k] for k in self.info.state} if self.info.state else {}
-        b = MarginInput(cos, cos_y, cols, _Params(self), state, norms, update, analytic, owned, reduce)
+        b = MarginInput(cos, cos_y, cols, self._params(), state, norms, update, analytic, owned, reduce)
         return b, self.info.margin(b)
 
     def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor, *, owned: torch.Tensor | None = None,
@@ -356,7 +373,7 @@ class Margin(nn.Module):
         and the row keeps its logits.  ``norms`` are :meth:`feature_norms`; ``reduce`` sums statistics across
         ranks; ``update`` lets the margin function update its state (training steps only).
         """
-        cols = labels.expand(cos.shape[:-1]).unsqueeze(-1)
+        cols = _columns(labels, cos)
         if owned is None:
             cos_y = cos.gather(-1, cols)
         else:  # Partial FC: the target cosine of every row, from the rank that holds its class
@@ -366,7 +383,7 @@ class Margin(nn.Module):
             mine = torch.where(owned, local, torch.zeros_like(local)).detach()
             cos_y = torch.where(owned, local, mine if reduce is None else reduce(mine))
         b, out = self._run(cos, cos_y, cols, owned, norms, reduce, update, analytic=False)
-        if getattr(b.p, "detach_margin", False):  # the margin's value without its gradient (insightface, 2022)
+        if self._detached():  # the margin's value without its gradient (insightface, 2022)
             out.target = b.cos_y + (out.target - b.cos_y).detach()
             if out.others is not None:
                 out.others = cos + (out.others - cos).detach()
@@ -382,7 +399,7 @@ class Margin(nn.Module):
         if out.slope is None:
             raise ValueError(f"the margin function of {self.name!r} gave no derivatives: register it with "
                              "fused=False to train it with autograd")
-        if getattr(b.p, "detach_margin", False):
+        if self._detached():
             out.slope, out.others_slope, out.norm_slope = 1.0, None, None
         elif self.info.norms == "detached":
             out.norm_slope = None
@@ -439,33 +456,35 @@ class _MarginCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, emb, centres, labels, margin):
         k = margin.centres
-        xn = emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        wn = centres.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        xn = torch.linalg.vector_norm(emb, dim=-1, keepdim=True).clamp_min(1e-12)
+        wn = torch.linalg.vector_norm(centres, dim=-1, keepdim=True).clamp_min(1e-12)
         x, w = emb / xn, centres / wn
         cos, index = subcentre_max(x @ w.transpose(-1, -2), k)
-        cols = labels.expand(cos.shape[:-1]).unsqueeze(-1)
+        cols = _columns(labels, cos)
         out, scale = margin.margin_derivatives(cos, cols, xn if margin.info.norms else None, margin.training)
         log_p = torch.log_softmax(assemble_logits(cos, cols, out, scale), dim=-1)
         ctx.save_for_backward(x, xn, w, wn, log_p, cols)
         ctx.out, ctx.scale, ctx.index, ctx.k = out, scale, index, k
         ctx.shapes = emb.shape, centres.shape
-        loss = -log_p.gather(-1, cols).mean(dim=-2).squeeze(-1)
+        picked = log_p.gather(-1, cols)
+        loss = -(picked.mean() if picked.dim() == 2 else picked.mean(dim=-2).squeeze(-1))
         return loss if out.extra is None else loss + out.extra
 
     @staticmethod
     def backward(ctx, grad):
         x, xn, w, wn, log_p, cols = ctx.saved_tensors
-        out, up = ctx.out, grad[..., None, None]
+        out, up = ctx.out, grad if grad.dim() == 0 else grad[..., None, None]
         g = log_p.exp()
         g.scatter_add_(-1, cols, torch.full_like(cols, -1, dtype=g.dtype))
         g.mul_(up * (ctx.scale / g.shape[-2]))
-        g_y = g.gather(-1, cols)
+        rescale = out.others_slope is not None or not (isinstance(out.slope, (int, float)) and out.slope == 1.0)
+        g_y = g.gather(-1, cols) if rescale or out.norm_slope is not None else None
         d_norm = None if out.norm_slope is None else g_y * out.norm_slope
         if out.extra_norm_slope is not None:
             d_norm = up * out.extra_norm_slope + (0.0 if d_norm is None else d_norm)
         if out.others_slope is not None:
             g.mul_(out.others_slope)
-        if out.others_slope is not None or not (isinstance(out.slope, (int, float)) and out.slope == 1.0):
+        if rescale:
             g.scatter_(-1, cols, g_y * out.slope)
         g = _subcentre_grad(g, ctx.index, ctx.k)
         dx = _project(g @ w, x, xn)
@@ -473,5 +492,7 @@ class _MarginCE(torch.autograd.Function):
             dx = dx + d_norm * x
         dw = _project(g.transpose(-1, -2) @ x, w, wn)
         emb_shape, centres_shape = ctx.shapes
-        return dx.sum_to_size(emb_shape), dw.sum_to_size(centres_shape), None, None
+        dx = dx if dx.shape == emb_shape else dx.sum_to_size(emb_shape)  # shared by the models: summed
+        dw = dw if dw.shape == centres_shape else dw.sum_to_size(centres_shape)
+        return dx, dw, None, None
 
