@@ -71,9 +71,10 @@ from .margin import (
 
 __all__ = [
     "LOSSES", "LOSS_PARAMS", "PARAM_NAMES", "LossInfo", "LossParam", "Margin", "MarginInput", "MarginOut",
-    "MarginLoss", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi", "a_softmax_target", "combined_margin",
-    "declare_param", "extension_offset", "extension_threshold", "loss_defaults", "loss_margins", "make_loss",
-    "make_margin", "margin_cross_entropy", "register_loss", "target_logit", "target_logit_slope", "triplet_term",
+    "MarginLoss", "SubcentreMarginLoss", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
+    "a_softmax_target", "combined_margin", "declare_param", "extension_offset", "extension_threshold",
+    "loss_defaults", "loss_margins", "make_loss", "make_margin", "margin_cross_entropy", "register_loss",
+    "target_logit", "target_logit_slope", "triplet_term"
 ]
 
 _EPS = EPS
@@ -305,7 +306,7 @@ class MarginLoss(Margin):
     the fused node of :func:`~arcface_viz.margin.margin_cross_entropy`.  Every parameter (``s, m1, m2, m3, m,
     lam, margin, easy_margin`` and any declared later) is a plain attribute that a trainer may change between
     steps; ``margin_scale`` in [0, 1] ramps the margins from zero (warm-up).  The centres are ``weight``
-    (C, d); a loss with K > 1 sub-centres has ``subcentres`` (C, K, d) instead.
+    (C, d); a loss with sub-centres is a :class:`SubcentreMarginLoss` (build either with :func:`make_loss`).
     """
 
     def __init__(self, name: str, num_classes: int, embedding_dim: int, **params: Any) -> None:
@@ -323,20 +324,17 @@ class MarginLoss(Margin):
             self.register_buffer("weight", torch.zeros(num_classes, embedding_dim))
             self.bias = None
         else:
-            k = self.centres
-            shape = (num_classes, embedding_dim) if k == 1 else (num_classes, k, embedding_dim)
-            centres = nn.Parameter(torch.empty(shape).normal_(0.0, 0.01))
-            if k == 1:
-                self.weight = centres
+            if self.info.subcentres:  # see SubcentreMarginLoss
+                self.subcentres = nn.Parameter(torch.empty(num_classes, self.centres, embedding_dim).normal_(0.0, 0.01))
             else:
-                self.subcentres = centres
+                self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim).normal_(0.0, 0.01))
             self.bias = None
 
     # --- pieces ---------------------------------------------------------------------------
 
     def centre_matrix(self) -> torch.Tensor:
         """The class centres as rows, (C·K, d): ``weight``, or the sub-centres class by class."""
-        return self.weight if self.centres == 1 else self.subcentres.flatten(0, 1)
+        return self.subcentres.flatten(0, 1) if self.info.subcentres else self.weight
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """cos θ_j between each embedding and each class centre (max over sub-centres), float32, shape (B, n)."""
@@ -402,9 +400,41 @@ class MarginLoss(Margin):
         self.weight[present] = F.normalize(new[present], dim=1).to(self.weight.dtype)
 
 
+class SubcentreMarginLoss(MarginLoss):
+    """A loss with K sub-centres per class: ``subcentres`` (C, K, d) is learnt, cos θ_j = max_k cos(x, W_jk).
+
+    ``weight`` (C, d) is each class's dominant sub-centre, the one that was nearest to the most of the class's
+    training samples (``subcentre_hits`` (C, K) counts them, in training mode), so the lessons draw, score and
+    plot it like any loss's centres.
+    """
+
+    def __init__(self, name: str, num_classes: int, embedding_dim: int, **params: Any) -> None:
+        super().__init__(name, num_classes, embedding_dim, **params)
+        self.register_buffer("subcentre_hits", torch.zeros(num_classes, self.centres))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        rows = torch.arange(self.num_classes, device=self.subcentres.device)
+        return self.subcentres[rows, self.subcentre_hits.argmax(dim=1)]
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self._count_hits(embeddings, labels.long())
+        return super().forward(embeddings, labels)
+
+    @torch.no_grad()
+    def _count_hits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        x = F.normalize(embeddings.float(), dim=-1)
+        own = F.normalize(self.subcentres[labels].float(), dim=-1)  # (B, K, d)
+        nearest = (own @ x.unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
+        self.subcentre_hits.index_put_((labels, nearest), torch.ones_like(nearest, dtype=torch.float32),
+                                       accumulate=True)
+
+
 def make_loss(name: str, num_classes: int, embedding_dim: int, **params: Any) -> MarginLoss:
     """Build any loss of :data:`LOSSES`; unspecified parameters take the paper's defaults."""
-    return MarginLoss(name, num_classes, embedding_dim, **params)
+    cls = SubcentreMarginLoss if name in LOSSES and LOSSES[name].subcentres else MarginLoss
+    return cls(name, num_classes, embedding_dim, **params)
 
 
 def make_margin(name: str, *, batch_shape: tuple[int, ...] = (), **params: Any) -> Margin:

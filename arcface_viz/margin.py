@@ -416,16 +416,17 @@ def cosines(embeddings: torch.Tensor, centres: torch.Tensor, k: int = 1) -> torc
     return subcentre_max(x @ w.transpose(-1, -2), k)[0]
 
 
-def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torch.Tensor,
-                         labels: torch.Tensor) -> torch.Tensor:
+def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor,
+                         *, fused: bool | None = None) -> torch.Tensor:
     """Mean softmax cross entropy of the margin logits over the batch (plus the margin's extra term), shape (…).
 
     embeddings (…, B, d), centres (…, C·K, d) (shared by the models if it has no leading dims), labels (B) or
-    (…, B).  Runs the fused node when the loss allows it, else autograd; both give the same values and
-    gradients.  In training mode the margin's state is updated first.  For G models, sum the (G,) result.
+    (…, B).  Runs the fused node when the loss allows it (``fused=None``: as registered; False: autograd), else
+    autograd; both give the same values and gradients.  In training mode the margin's state is updated first.
+    For G models, sum the (G,) result before ``backward``.
     """
     labels = labels.long()
-    if margin.info.fused:
+    if margin.info.fused if fused is None else fused:
         return _MarginCE.apply(embeddings, centres, labels, margin)
     cos = cosines(embeddings, centres, margin.centres)
     logits, extra = margin.margin_logits(cos, labels, norms=margin.feature_norms(embeddings), update=margin.training)

@@ -121,6 +121,38 @@ def test_probe_is_a_loss_like_any_other(probe):
     assert tuple(sub.subcentres.shape) == (C, 3, D) and sub.cosine(torch.randn(4, D)).shape == (4, C)
 
 
+def test_subcentre_weight_is_the_dominant_subcentre(probe):
+    """weight (C, d) is, per class, the sub-centre nearest to the most of its training samples."""
+    loss = make_loss("probe_sub", 2, 2, probe_k=2)
+    with torch.no_grad():
+        loss.subcentres.copy_(torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[-1.0, 0.0], [0.0, -1.0]]]))
+    assert torch.equal(loss.weight, loss.subcentres[:, 0])  # no samples seen yet: the first
+    x = torch.tensor([[0.1, 1.0], [0.2, 1.0], [1.0, 0.1], [0.0, -1.0]])
+    y = torch.tensor([0, 0, 0, 1])
+    loss.eval()
+    loss(x, y)
+    assert loss.subcentre_hits.sum() == 0  # evaluation does not count
+    loss.train()
+    loss(x, y)
+    assert loss.subcentre_hits.tolist() == [[1.0, 2.0], [0.0, 1.0]]
+    torch.testing.assert_close(loss.weight.detach(), torch.tensor([[0.0, 1.0], [0.0, -1.0]]))
+    assert "subcentre_hits" in loss.state_dict()
+
+
+def test_a_subcentre_loss_with_one_subcentre_is_its_plain_loss(probe):
+    """K = 1 sub-centre gives the same initial centres, loss and gradients as the plain loss."""
+    x, _, y = _batch(11)
+    torch.manual_seed(3)
+    sub = make_loss("probe_sub", C, D, probe_k=1)
+    torch.manual_seed(3)
+    plain = make_loss("probe", C, D)
+    torch.testing.assert_close(sub.weight, plain.weight)
+    xs, xp = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    vs, vp = sub(xs, y), plain(xp, y)
+    assert vs.item() == pytest.approx(vp.item(), rel=1e-6)
+    torch.testing.assert_close(torch.autograd.grad(vs, xs)[0], torch.autograd.grad(vp, xp)[0])
+
+
 def test_registration_errors_are_clear():
     with pytest.raises(ValueError, match="undeclared parameter"):
         register_loss("bad", label="x", summary="x", margin=lambda b: None, params=("nope",))
@@ -220,3 +252,16 @@ def test_tensor_margins_are_finite_at_0_and_pi():
     values = margin_cross_entropy(margin, x, w, torch.tensor([0, 0]))
     grads = torch.autograd.grad(values.sum(), (x, w))
     assert torch.isfinite(values).all() and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ["probe", "probe_sub"])
+def test_the_toy_lesson_trains_a_newly_registered_loss(probe, name):
+    """training.py knows nothing of the probe: it trains, its state moves, the snapshot draws its centres."""
+    from arcface_viz.training import build_toy_trainer
+
+    tr = build_toy_trainer(loss=name, seed=0, num_classes=3, samples_per_class=40, hidden=(16,))
+    snap = tr.advance(30)
+    assert snap.step == 30 and math.isfinite(snap.loss)
+    assert tr.loss_fn.t.item() != 0.0
+    assert snap.centres.shape == (3, 2)
+    assert tr.loss_params() == {**PROBE_DEFAULTS, **({"probe_k": 2} if name == "probe_sub" else {})}
