@@ -30,6 +30,29 @@ def time_fn(fn, repeats: int, warmup: int = 3) -> list[float]:
     return out
 
 
+def contenders(names: list[str], classes: int, dim: int, s: float, m: float) -> dict[str, torch.nn.Module]:
+    """The losses to time, all with the same centres; with ArcFace alone, PML's ArcFaceLoss too if installed."""
+    out = {}
+    ours = make_loss("arcface", classes, dim, s=s, m2=m)
+    for name in names:
+        loss = ours if name == "arcface" else make_loss(name, classes, dim)
+        if loss is not ours and loss.info.has_centres and loss.info.head != "linear":
+            with torch.no_grad():  # the same centres (the first sub-centre of each class where there are several)
+                loss.centre_matrix().view(classes, -1, dim)[:, 0].copy_(ours.weight)
+        out[f"arcface_viz {name}"] = loss
+    if names == ["arcface"]:
+        try:
+            from pytorch_metric_learning.losses import ArcFaceLoss
+
+            pml = ArcFaceLoss(classes, dim, margin=math.degrees(m), scale=s)
+            with torch.no_grad():  # same centres: PML stores W as (d, n)
+                pml.W.copy_(ours.weight.t())
+            out["pytorch-metric-learning ArcFaceLoss"] = pml
+        except ImportError:
+            print("pytorch-metric-learning is not installed; measuring arcface_viz only")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=512)
@@ -46,31 +69,13 @@ def main() -> None:
     x = torch.randn(args.batch, args.dim, requires_grad=True)
     y = torch.randint(0, args.classes, (args.batch,))
     s, m = 64.0, 0.5
-
-    contenders = {}
-    ours = make_loss("arcface", args.classes, args.dim, s=s, m2=m)
-    for name in names:
-        loss = ours if name == "arcface" else make_loss(name, args.classes, args.dim)
-        if loss is not ours and loss.info.has_centres and loss.info.head != "linear":
-            with torch.no_grad():  # the same centres (the first sub-centre of each class where there are several)
-                loss.centre_matrix().view(args.classes, -1, args.dim)[:, 0].copy_(ours.weight)
-        contenders[f"arcface_viz {name}"] = loss
-    if names == ["arcface"]:
-        try:
-            from pytorch_metric_learning.losses import ArcFaceLoss
-
-            pml = ArcFaceLoss(args.classes, args.dim, margin=math.degrees(m), scale=s)
-            with torch.no_grad():  # same centres: PML stores W as (d, n)
-                pml.W.copy_(ours.weight.t())
-            contenders["pytorch-metric-learning ArcFaceLoss"] = pml
-        except ImportError:
-            print("pytorch-metric-learning is not installed; measuring arcface_viz only")
+    losses = contenders(names, args.classes, args.dim, s, m)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, d {args.dim}, "
           f"{args.classes} classes, s={s}, m={m}")
     # Interleave the contenders repeat by repeat, so background load hits both alike.
     steps = {}
-    for name, loss in contenders.items():
+    for name, loss in losses.items():
         def step(loss=loss):
             loss.zero_grad()
             x.grad = None
@@ -88,9 +93,9 @@ def main() -> None:
         ratio = statistics.median(times[first]) / statistics.median(t)
         print(f"{name:40s} median {1000 * statistics.median(t):7.1f} ms   min {1000 * min(t):7.1f} ms   "
               f"speed {ratio:.2f}x of {first}")
-    if names == ["arcface"] and len(contenders) == 2:
+    if names == ["arcface"] and len(losses) == 2:
         with torch.no_grad():
-            a, b = (float(loss(x, y)) for loss in contenders.values())
+            a, b = (float(loss(x, y)) for loss in losses.values())
         print(f"loss values: arcface_viz {a:.4f}, pml {b:.4f}")
 
 
