@@ -30,7 +30,8 @@ Adding a loss (the machinery is :mod:`arcface_viz.margin`)
    only), with batch statistics from ``b.mean(v)``; sums over the classes go through ``b.reduce`` (Partial FC
    sums them across ranks; see :class:`~arcface_viz.margin.MarginInput`).
    Norm-aware losses read ``b.norms`` (and return ``norm_slope``); ``others`` changes the non-target cosines;
-   ``extra`` adds a loss term; ``scale`` replaces s.  Draw random numbers from torch's default generator.
+   ``extra`` adds a loss term; ``scale`` replaces s; ``b.keep(name, value)`` shows a per-batch value on the
+   loss (ElasticFace's ``last_margins``).  Draw random numbers from torch's default generator.
    Write it elementwise with broadcasting so that cosines (G, B, C) and parameters (G, 1, 1) work.
 2. Declare any new parameter once with :func:`declare_param` (``LossParam``: type, range, help text; ``base``
    and ``ramp`` for the warm-up): it becomes an attribute of every loss, a slider, a URL key and a CLI flag.

@@ -188,13 +188,15 @@ class MarginInput:
     """
 
     __slots__ = ("cos", "cos_y", "cols", "p", "state", "norms", "training", "analytic", "_owned", "_reduce",
-                 "_theta", "_clamped")
+                 "_theta", "_clamped", "_margin")
 
     def __init__(self, cos: torch.Tensor, cos_y: torch.Tensor, cols: torch.Tensor, p: _Params,
                  state: dict[str, torch.Tensor], norms: torch.Tensor | None, training: bool, analytic: bool,
-                 owned: torch.Tensor | None = None, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 owned: torch.Tensor | None = None, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 margin: Margin | None = None):
         self.cos, self.cos_y, self.cols, self.p, self.state, self.norms = cos, cos_y, cols, p, state, norms
         self.training, self.analytic, self._owned, self._reduce = training, analytic, owned, reduce
+        self._margin = margin
         self._theta = self._clamped = None
 
     @property
@@ -223,6 +225,12 @@ class MarginInput:
     def mean(self, v: torch.Tensor) -> torch.Tensor:
         """The mean of a per-sample value (…, B, 1) over the batch, shape (…, 1, 1) (every rank's batch in PFC)."""
         return v.mean(dim=-2, keepdim=True)
+
+    def keep(self, name: str, value: Any) -> None:
+        """Keep a value of this batch as an attribute of the loss for the pages (not saved), e.g. ElasticFace's
+        ``last_margins``; detached."""
+        if self._margin is not None:
+            setattr(self._margin, name, value.detach() if torch.is_tensor(value) else value)
 
     def update(self, name: str, value: torch.Tensor) -> None:
         """Set state ``name`` to ``value`` (no gradient) in training mode; in evaluation the state stays."""
@@ -361,7 +369,7 @@ class Margin(nn.Module):
              analytic: bool) -> tuple[MarginInput, MarginOut]:
         """Call the margin function on cosines (…, B, C), target cosines and columns (…, B, 1), ``owned``."""
         state = {k: self._buffers[k] for k in self.info.state} if self.info.state else {}
-        b = MarginInput(cos, cos_y, cols, self._params(), state, norms, update, analytic, owned, reduce)
+        b = MarginInput(cos, cos_y, cols, self._params(), state, norms, update, analytic, owned, reduce, self)
         return b, self.info.margin(b)
 
     def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor, *, owned: torch.Tensor | None = None,

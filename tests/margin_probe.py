@@ -9,8 +9,9 @@ no other edits.  Its target logit, for a sample with feature norm a and per-samp
 
 every negative with cos θ_j > f becomes cos θ_j·(t + cos θ_j) (as CurricularFace's hard negatives), the scale
 is s·(1 + t/10), and λ·mean (a − 1)² is added to the loss.  The running state t ← (mean cos θ_y + t)/2 is
-updated in training mode only, before use.  ``probe_sub`` is the same with K = ``probe_k`` sub-centres per
-class, ``probe_autograd`` the same without derivatives (``fused=False``).
+updated in training mode only, before use; ``last_margins`` keeps the last batch's m_i.  ``probe_sub`` is
+the same with K = ``probe_k`` sub-centres per class, ``probe_autograd`` the same without derivatives
+(``fused=False``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def probe_margin(b: MarginInput) -> MarginOut:
     m = p.m2
     if p.probe_sigma > 0:
         m = m + p.probe_sigma * torch.randn(b.cos_y.shape, device=b.cos_y.device)
+        b.keep("last_margins", m)
     angle = b.theta_y + m
     target = torch.cos(angle) - p.probe_g * a / (1.0 + a)
     hard = b.cos > target

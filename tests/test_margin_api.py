@@ -72,6 +72,7 @@ def test_probe_loss_equals_its_formula_over_three_training_steps(probe, name, k,
         rx, rw = torch.autograd.grad(ref, (xr, wr))
         assert value.item() == pytest.approx(ref.item(), rel=1e-5)
         assert loss.t.item() == pytest.approx(float(t_new), rel=1e-6)
+        torch.testing.assert_close(loss.last_margins[:, 0], 0.3 + 0.1 * eps)
         torch.testing.assert_close(gx, rx, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(gw.reshape(rw.shape), rw, rtol=1e-4, atol=1e-6)
         assert torch.isfinite(gx).all() and torch.isfinite(gw).all()
