@@ -414,3 +414,22 @@ def test_page_launches_follows_and_stops_a_run(env, monkeypatch):
     next(b for b in at.button if b.label == "Stop").click().run()
     assert not at.exception and reg.get(1).status == "stopped" and P.run_processes(reg.get(1)) == []
     assert next(b for b in at.button if b.label == "Resume").disabled is False
+
+
+def test_launch_form_shows_every_key_of_the_run_config_and_a_loss_loads_its_values(env, monkeypatch):
+    from arcface_viz.fullscale.config import LOSS_KEYS
+    from arcface_viz.losses import LOSSES
+
+    monkeypatch.setenv("ARCFACE_VIZ_BACKEND", "1")
+    at = _backend_page()
+    shown = {w.label for kind in ("slider", "number_input", "selectbox", "toggle", "multiselect", "text_input")
+             for w in at.get(kind)}
+    hidden = set(LOSS_KEYS.values()) - {LOSS_KEYS[k] for k in LOSSES["arcface"].params}  # other losses' own
+    for p in L.launch_spec():
+        if p.name not in hidden:
+            assert p.title in shown, p.name
+    at.selectbox(key="backend:loss").select("cosface").run()
+    assert not at.exception and at.slider(key="backend:m3").value == 0.35 and at.slider(key="backend:s").value == 64
+    config = json.loads(at.json[0].value)
+    assert (config["loss"], config["m3"], config["m2"], config["loss_params"]["easy_margin"]) == \
+        ("cosface", 0.35, None, None)

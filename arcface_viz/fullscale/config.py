@@ -16,9 +16,9 @@ help, range; ``optional=True`` when null means "someone else's default") and rea
 trainer; a condition between keys is one more :class:`Rule`.  A config written before the key existed takes
 its default, so old configs and presets load and resume unchanged.
 
-The loss's parameters are :data:`~arcface_viz.params.LOSS_SPEC`'s, with its ranges: ``s, m1, m2, m3`` at the top
-(insightface's scale and ``margin_list``), the others under ``loss_params``; null means the loss's paper value.
-A new loss parameter in LOSS_SPEC is a run-config key by itself.
+The loss's parameters are :data:`~arcface_viz.params.LOSS_SPEC`'s: ``s, m1, m2, m3`` at the top (insightface's
+scale and ``margin_list``), the others under ``loss_params``; null means the loss's paper value.  A new loss
+parameter in LOSS_SPEC is a run-config key by itself (and a slider on the launch form).
 """
 
 from __future__ import annotations
@@ -56,6 +56,15 @@ def loss_key(name: str) -> str:
 #: loss parameter (make_loss's keyword) -> its run-config key
 LOSS_KEYS = {p.name: loss_key(p.name) for p in LOSS_SPEC if p.name != "loss"}
 
+
+def _loss_param(p: Param) -> Param:
+    """A LOSS_SPEC parameter as a run-config key: null = the loss's paper value.  A file takes any value the
+    loss accepts, as it always did (the rule :func:`_loss_builds` asks make_loss), not only the lesson
+    sliders' range, which the launch form keeps: only s and m1 must be > 0."""
+    positive = p.name in ("s", "m1")
+    return replace(p, name=LOSS_KEYS[p.name], default=None, optional=True, min=0.0 if positive else None,
+                   max=None, min_open=positive)
+
 RUN_SPEC = Spec((
     Param("network", "choice", "iresnet50", "Backbone", "IResNet (the paper's ResNet with the improved residual "
           "unit) or MobileFaceNet; 112×112 in. insightface's r50, mbf … are accepted too.",
@@ -65,7 +74,7 @@ RUN_SPEC = Spec((
     Param("dropout", "float", 0.0, "dropout", "Dropout before the embedding layer (insightface: 0).",
           min=0.0, max=1.0, max_open=True, step=0.05, format="%.2f"),
     LOSS_SPEC["loss"],
-    *(replace(p, name=LOSS_KEYS[p.name], default=None, optional=True) for p in LOSS_SPEC if p.name != "loss"),
+    *(_loss_param(p) for p in LOSS_SPEC if p.name != "loss"),
     Param("sample_rate", "float", 1.0, "Partial FC sample rate", "Fraction of negative class centres used per "
           "step (1 = all; insightface's PFC-0.1 is 0.1).", min=0.0, max=1.0, min_open=True, step=0.05,
           format="%.2f"),

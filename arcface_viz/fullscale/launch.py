@@ -127,6 +127,7 @@ def validate_config(config: Mapping[str, Any], output: str | os.PathLike) -> dic
 # ---------------------------------------------------------------------------------------------- the form
 
 _LOSS_NAMES = {key: name for name, key in LOSS_KEYS.items()}  # run-config key -> LOSS_SPEC name
+_FORM_NULL = {"int": 0, "text": ""}  # what an optional key shows for null on the form, by its kind in RUN_SPEC
 
 
 def form_param(p: Param, datasets: Mapping[str, list[Path]]) -> Param | None:
@@ -134,15 +135,15 @@ def form_param(p: Param, datasets: Mapping[str, list[Path]]) -> Param | None:
 
     The form's conventions: free texts (description, output, master address) are not sliders and stay off it;
     ``data.root`` and ``val_targets`` choose among the data sets found in the data roots (so the page only
-    offers confined paths); a loss parameter shows the loss's value instead of null; an optional integer
-    shows 0 for null.
+    offers confined paths); a loss parameter is the lessons' slider (LOSS_SPEC's range) and shows the loss's
+    value instead of null; an optional integer shows 0 for null, the data set "" (none).
     """
     if p.name == "data.root":
         rec, folders = datasets.get("rec", []), datasets.get("folder", [])
-        roots = (None, *(str(x) for x in rec), *(str(x) for x in folders))
-        labels = {None: "(none: synthetic data)", **{str(x): f"RecordIO: {x}" for x in rec},
+        roots = ("", *(str(x) for x in rec), *(str(x) for x in folders))
+        labels = {"": "(none: synthetic data)", **{str(x): f"RecordIO: {x}" for x in rec},
                   **{str(x): f"image folder: {x}" for x in folders}}
-        return replace(p, kind="choice", choices=roots, labels=labels, min=None)
+        return replace(p, kind="choice", choices=roots, labels=labels, default="", optional=False, min=None)
     if p.name == "val_targets":
         return replace(p, kind="multi", choices=tuple(str(x) for x in datasets.get("bin", [])), default=())
     if p.kind == "text":
@@ -150,9 +151,9 @@ def form_param(p: Param, datasets: Mapping[str, list[Path]]) -> Param | None:
     if p.name == "network":
         return replace(p, choices=BACKBONES)
     if p.name in _LOSS_NAMES:
-        return replace(p, optional=False, default=LOSS_SPEC[_LOSS_NAMES[p.name]].default)
+        return replace(LOSS_SPEC[_LOSS_NAMES[p.name]], name=p.name)
     if p.optional and p.kind == "int":
-        return replace(p, optional=False, min=0, default=0)
+        return replace(p, optional=False, min=0, default=_FORM_NULL["int"])
     return p
 
 
@@ -197,8 +198,8 @@ def values_from_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if value is None and p.name in _LOSS_NAMES:
             value = paper.get(p.name, LOSS_SPEC[_LOSS_NAMES[p.name]].default)
-        elif value is None and p.kind == "int":
-            value = 0
+        elif value is None and p.kind in _FORM_NULL:
+            value = _FORM_NULL[p.kind]
         out[p.name] = tuple(value) if p.kind == "list" else value
     return out
 
@@ -207,7 +208,7 @@ def config_from_values(values: Mapping[str, Any], base: Mapping[str, Any] | None
     """A run config from the launch form: ``base`` (the preset's config by default) with the form's values.
 
     Loss parameters the chosen loss does not use are null (s, m1, m2, m3 then take the loss's defaults); an
-    optional integer's 0 is null.
+    optional integer's 0 and an empty data set are null.
     """
     if base is None:
         preset = values.get("preset")
@@ -222,7 +223,7 @@ def config_from_values(values: Mapping[str, Any], base: Mapping[str, Any] | None
             set_key(cfg, p.name, None)
         elif p.name in values:
             value = values[p.name]
-            if p.optional and p.kind == "int" and value == 0:
+            if p.optional and p.kind in _FORM_NULL and value == _FORM_NULL[p.kind]:
                 value = None
             set_key(cfg, p.name, list(value) if p.kind == "list" else value)
     return cfg
