@@ -214,8 +214,9 @@ def time_training(ck: Check, network: str, batch: int, amp: str, sample_rate: fl
     from arcface_viz.fullscale.partial_fc import PartialFC
 
     dev = ck.device
-    # the CPU has no fast fp16 convolutions: the dry run runs the fp16 *path* (scaler on) with bf16 numbers
-    dtype = torch.bfloat16 if amp == "bf16" or not ck.cuda else torch.float16
+    # amp "none": float32; the CPU has no fast fp16 convolutions, so there fp16 runs its *path* (the scaler on)
+    # with bf16 numbers
+    dtype = None if amp == "none" else torch.bfloat16 if amp == "bf16" or not ck.cuda else torch.float16
     torch.manual_seed(0)
     backbone = get_backbone(network, EMBEDDING, amp_dtype=dtype).to(dev).to(memory_format=torch.channels_last)
     head = PartialFC("arcface", num_classes, EMBEDDING, sample_rate, seed=0, amp_dtype=dtype, s=64.0,
@@ -242,7 +243,7 @@ def time_training(ck: Check, network: str, batch: int, amp: str, sample_rate: fl
         loss = step()
     ck.sync()
     steps, t = 0, time.perf_counter()
-    chunk = 1 if ck.dry_run else 5
+    chunk = 1 if ck.dry_run else min(5, max(1, min_steps))
     while True:
         for _ in range(chunk):
             loss = step()
@@ -252,7 +253,7 @@ def time_training(ck: Check, network: str, batch: int, amp: str, sample_rate: fl
         if steps >= min_steps and elapsed >= min_seconds or ck.left() < 3 * elapsed / steps * chunk + 5:
             break
     out = {"samples_per_s": batch * steps / elapsed, "steps": steps, "seconds": elapsed, "loss": float(loss),
-           "amp_dtype": str(dtype).replace("torch.", "")}
+           "amp_dtype": str(dtype or torch.float32).replace("torch.", "")}
     if ck.cuda:
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
     return out
