@@ -426,13 +426,14 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
 # ---------------------------------------------------------------------------------------------- 5. lessons
 
 
-def _time_trainer(trainer, warmup: int, steps: int, ck: Check) -> tuple[float, float, float]:
-    """(steps/s, images/s, last loss) over ``steps`` optimizer steps (trainer.seconds: steps only)."""
+def _time_trainer(trainer, warmup: int, steps: int, ck: Check, max_s: float = 15.0) -> tuple[float, float, float]:
+    """(steps/s, images/s, last loss) over ``steps`` optimizer steps, or fewer when ``max_s`` of wall time or
+    the section's time runs out (trainer.seconds counts the optimizer steps only)."""
     trainer.advance(warmup)
-    s0, n0 = trainer.seconds, trainer.step
+    s0, n0, t0 = trainer.seconds, trainer.step, time.perf_counter()
     chunk = max(10, steps // 5)
-    snap = trainer.advance(chunk)  # at least one chunk, then as many as the section's time allows
-    while trainer.step - n0 < steps and ck.left() > 10:
+    snap = trainer.advance(chunk)  # at least one chunk, then as many as the time allows
+    while trainer.step - n0 < steps and ck.left() > 10 and time.perf_counter() - t0 < max_s:
         snap = trainer.advance(min(steps - (trainer.step - n0), chunk))
     rate = (trainer.step - n0) / max(trainer.seconds - s0, 1e-9)
     return rate, rate * trainer.batch_size, float(snap.loss)
@@ -468,7 +469,7 @@ def section_lessons(ck: Check) -> dict[str, Any]:
         if "cuda" in rates:
             ck.add("lessons", f"{lesson}: CUDA / CPU", f"{rates['cuda'] / rates['cpu']:.2f}×", "same run", "info")
         else:
-            ck.add("lessons", f"{lesson}: CUDA / CPU", "no CUDA (dry run)", "", "info")
+            ck.add("lessons", f"{lesson}: CUDA / CPU", "no CUDA here", "", "info")
     return out
 
 
