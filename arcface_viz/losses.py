@@ -313,9 +313,9 @@ class MarginLoss(Margin):
     def __init__(self, name: str, num_classes: int, embedding_dim: int, **params: Any) -> None:
         if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-        super().__init__(LOSSES[name], **params)
         if num_classes < 2:
             raise ValueError("a margin loss needs at least 2 classes")
+        super().__init__(LOSSES[name], num_classes=num_classes, **params)
         self.num_classes, self.embedding_dim = num_classes, embedding_dim
         head = self.info.head
         if head == "linear":
@@ -438,11 +438,15 @@ def make_loss(name: str, num_classes: int, embedding_dim: int, **params: Any) ->
     return cls(name, num_classes, embedding_dim, **params)
 
 
-def make_margin(name: str, *, batch_shape: tuple[int, ...] = (), **params: Any) -> Margin:
-    """The margin of loss ``name`` without class centres (for Partial FC, or G models trained as one batch)."""
+def make_margin(name: str, *, num_classes: int | None = None, batch_shape: tuple[int, ...] = (),
+                **params: Any) -> Margin:
+    """The margin of loss ``name`` without class centres (for Partial FC, or G models trained as one batch).
+
+    ``num_classes`` is needed by a loss whose state starts from it (AdaCos); ``batch_shape=(G,)`` gives the
+    state one value per model; parameters may be tensors of shape (G, 1, 1)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return Margin(LOSSES[name], batch_shape=batch_shape, **params)
+    return Margin(LOSSES[name], num_classes=num_classes, batch_shape=batch_shape, **params)
 
 
 def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:

@@ -84,7 +84,8 @@ class LossInfo:
     summary: str
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     margin: Callable[[MarginInput], MarginOut] | None = None
-    state: dict[str, float] = field(default_factory=dict)  # running state: name -> initial value (buffers)
+    state: dict[str, float | Callable[[int], float]] = field(default_factory=dict)  # name -> initial value, or a
+    # function of the number of classes (AdaCos: √2·ln(C − 1)); kept in buffers
     norms: str | None = None  # the margin reads the feature norms: "detached" or "grad" (with their gradient)
     fused: bool = True  # the margin function returns its derivatives: train with the fused node
     subcentres: str | None = None  # the int parameter that gives K centres per class (cos θ_j = max over k)
@@ -114,7 +115,8 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
                   margin: Callable[[MarginInput], MarginOut] | None = None, params: tuple[str, ...] = (),
                   paper: Mapping[str, Any] | None = None, low_dim: Mapping[str, Any] | None = None,
                   regularisers: tuple[str, ...] = (), presets: Mapping[str, dict] | None = None,
-                  state: Mapping[str, float] | None = None, norms: str | None = None, fused: bool = True,
+                  state: Mapping[str, float | Callable[[int], float]] | None = None, norms: str | None = None,
+                  fused: bool = True,
                   subcentres: str | None = None) -> LossInfo:
     """Add a loss to :data:`LOSSES`: the lessons, the CLI, ``make_loss`` and Partial FC pick it up from here.
 
@@ -316,7 +318,8 @@ class Margin(nn.Module):
     per model of a batched step.
     """
 
-    def __init__(self, info: LossInfo, *, batch_shape: tuple[int, ...] = (), **params: Any) -> None:
+    def __init__(self, info: LossInfo, *, num_classes: int | None = None, batch_shape: tuple[int, ...] = (),
+                 **params: Any) -> None:
         super().__init__()
         unknown = set(params) - set(LOSS_PARAMS)
         if unknown:
@@ -330,6 +333,11 @@ class Margin(nn.Module):
         self.margin_scale = 1.0
         shape = (*batch_shape, 1, 1) if batch_shape else ()
         for k, v in info.state.items():
+            if callable(v):
+                if num_classes is None:
+                    raise ValueError(f"the state {k!r} of {info.name!r} starts from the number of classes: "
+                                     "give num_classes")
+                v = v(num_classes)
             self.register_buffer(k, torch.full(shape, float(v)))
 
     def __setattr__(self, name: str, value: Any) -> None:

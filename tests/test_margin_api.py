@@ -266,3 +266,28 @@ def test_the_toy_lesson_trains_a_newly_registered_loss(probe, name):
     assert tr.loss_fn.t.item() != 0.0
     assert snap.centres.shape == (3, 2)
     assert tr.loss_params() == {**PROBE_DEFAULTS, **({"probe_k": 2} if name == "probe_sub" else {})}
+
+
+def test_state_can_start_from_the_number_of_classes():
+    """AdaCos-like: the scale is state (a buffer named s, so loss.s reads it) starting at √2·ln(C − 1)."""
+    from arcface_viz.fullscale.partial_fc import PartialFC
+    from arcface_viz.losses import MarginOut
+
+    def adaptive(b):
+        return MarginOut(b.cos_y, scale=b.state["s"])
+
+    saved = dict(LOSSES)
+    try:
+        register_loss("scaled", label="x", summary="x", margin=adaptive,
+                      state={"s": lambda n: math.sqrt(2) * math.log(n - 1)})
+        loss = make_loss("scaled", 11, D)
+        assert loss.s.item() == pytest.approx(math.sqrt(2) * math.log(10))
+        x = torch.randn(4, D)
+        torch.testing.assert_close(loss.logits(x), loss.s * loss.cosine(x))
+        assert "s" in loss.state_dict()
+        assert PartialFC("scaled", 101, D).margin_loss.s.item() == pytest.approx(math.sqrt(2) * math.log(100))
+        with pytest.raises(ValueError, match="give num_classes"):
+            make_margin("scaled")
+    finally:
+        LOSSES.clear()
+        LOSSES.update(saved)

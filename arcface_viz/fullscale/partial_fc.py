@@ -180,7 +180,7 @@ class PartialFC(nn.Module):
                              f"{LOSSES[name].head!r} head: train it with a replicated (data-parallel) head")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-        self.margin_loss = loss if isinstance(loss, Margin) else make_margin(name, **params)
+        self.margin_loss = loss if isinstance(loss, Margin) else make_margin(name, num_classes=num_classes, **params)
         self.name, self.info = name, self.margin_loss.info
         self.group = group
         self.distributed = _dist_on(group)
