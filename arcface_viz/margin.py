@@ -15,8 +15,10 @@ them holds any margin maths:
 * :meth:`Margin.margin_logits` with autograd: ``MarginLoss.logits()`` (the lessons' pictures), the autograd
   training path, and Partial FC on its shard of the classes (with a ``reduce`` hook that sums across ranks);
 * :func:`margin_cross_entropy`, the training hot path: one autograd node (:class:`_MarginCE`) whose backward
-  is analytic and uses the derivatives the margin function returns (the toy lesson's ArcFace step is about
-  twice as fast as op-by-op autograd).  A loss registered with ``fused=False`` trains with autograd instead.
+  is analytic and uses the derivatives the margin function returns (at the toy lesson's size, batch 256 in
+  2-D, ArcFace's forward and backward took about 1/1.5 of the op-by-op autograd time on a CPU: pass
+  ``fused=False`` to :func:`margin_cross_entropy` to compare).  A loss registered with ``fused=False`` trains
+  with autograd instead.
 
 Shapes.  ``cos`` is (…, B, C): B samples, C classes (of this shard), and optional leading dimensions, e.g.
 G small models trained as one batched step.  Per-sample tensors are (…, B, 1).  Parameters are floats, or
