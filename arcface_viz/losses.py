@@ -192,7 +192,7 @@ def a_softmax_lambda(iteration: int, lam_min: float = 5.0, base: float = 1000.0,
 
 
 def _equals(value: Any, const: float) -> bool:
-    return bool((value == const).all()) if torch.is_tensor(value) else value == const
+    return value == const if isinstance(value, float) else bool((torch.as_tensor(value) == const).all())
 
 
 def combined_margin(b: MarginInput) -> MarginOut:

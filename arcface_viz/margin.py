@@ -244,7 +244,7 @@ class MarginInput:
             buf.copy_(value.reshape(buf.shape) if value.numel() == buf.numel() else value)
 
 
-@dataclass
+@dataclass(slots=True)
 class MarginOut:
     """What a margin function returns.  Only ``target`` is required; derivatives are read by the fused path.
 
@@ -443,7 +443,8 @@ def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torc
     autograd; both give the same values and gradients.  In training mode the margin's state is updated first.
     For G models, sum the (G,) result before ``backward``.
     """
-    labels = labels.long()
+    if labels.dtype != torch.long:
+        labels = labels.long()
     if margin.info.fused if fused is None else fused:
         return _MarginCE.apply(embeddings, centres, labels, margin)
     cos = cosines(embeddings, centres, margin.centres)
@@ -478,7 +479,9 @@ class _MarginCE(torch.autograd.Function):
         xn = torch.linalg.vector_norm(emb, dim=-1, keepdim=True).clamp_min(1e-12)
         wn = torch.linalg.vector_norm(centres, dim=-1, keepdim=True).clamp_min(1e-12)
         x, w = emb / xn, centres / wn
-        cos, index = subcentre_max(x @ w.transpose(-1, -2), k)
+        cos, index = x @ w.transpose(-1, -2), None
+        if k > 1:
+            cos, index = subcentre_max(cos, k)
         cols = _columns(labels, cos)
         out, scale = margin.margin_derivatives(cos, cols, xn if margin.info.norms else None, margin.training)
         log_p = torch.log_softmax(assemble_logits(cos, cols, out, scale), dim=-1)
@@ -505,7 +508,8 @@ class _MarginCE(torch.autograd.Function):
             g.mul_(out.others_slope)
         if rescale:
             g.scatter_(-1, cols, g_y * out.slope)
-        g = _subcentre_grad(g, ctx.index, ctx.k)
+        if ctx.index is not None:
+            g = _subcentre_grad(g, ctx.index, ctx.k)
         dx = _project(g @ w, x, xn)
         if d_norm is not None:
             dx = dx + d_norm * x
