@@ -6,8 +6,10 @@ Rank r of W ranks holds the centres of classes [start_r, end_r) (sizes differ by
    the summed gradient of its own rows back);
 2. each rank computes cos θ_j = x̂·Ŵ_j for its own columns (the max over the K sub-centres of a class, where
    the loss has them) and hands them to the loss's margin (:class:`~arcface_viz.margin.Margin`, as
-   insightface's ``PartialFC_V2`` takes its ``margin_loss``): the margin function knows which rows have their
-   class here, and sums its batch statistics across ranks through the ``reduce`` hook it is given;
+   insightface's ``PartialFC_V2`` takes its ``margin_loss``).  Each row's target cosine comes from the rank
+   that holds its class (one all-reduce of N numbers), so the margin function computes the same per-sample
+   values and batch statistics on every rank; sums over the classes go through the ``reduce`` hook it is
+   given.  Only the rank that holds a row's class keeps its target logit;
 3. the softmax max and denominator are all-reduced, so the loss is exactly the cross entropy over all n
    classes, mean over the N gathered samples, the same value on every rank.
 
