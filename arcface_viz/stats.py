@@ -42,8 +42,8 @@ PAPER_TABLE3: dict[str, dict[str, float | None]] = {
     "Inter2": {"NS": 65.60, "ArcFace": 66.55, "IntraL": 26.28, "InterL": 67.90, "TripletL": 55.94},
 }
 
-#: Which direction is better for each Table-3 row: compact classes (small W-EC, Intra), spread
-#: classes (large W-Inter, Inter).
+#: Which direction is better for each Table-3 row: small W-EC (each W_j lines up with its class's feature
+#: centre) and Intra (compact classes); large W-Inter and Inter (centres spread apart).
 TABLE3_BETTER: dict[str, str] = {
     "W-EC": "lower", "W-Inter": "higher", "Intra1": "lower", "Inter1": "higher", "Intra2": "lower",
     "Inter2": "higher",
