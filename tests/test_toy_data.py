@@ -57,7 +57,7 @@ def _arcs(d):
 
 
 def test_fig3_paper_size_and_ring_geometry():
-    """Identities fill arcs of a ring: different widths (ratio 2.5), neighbours touching across a 6° empty
+    """Identities fill arcs of a ring: different widths (ratio 2), neighbours touching across a 7° empty
     band, radii in [0.5, 1.5]; higher coordinates are the harmonics (r cos ka, r sin ka)/k²."""
     d = fig3(samples_per_class=FIG3_PAPER_SAMPLES)
     assert d.X.shape == (8 * 1500, 8) and d.num_classes == 8
@@ -69,9 +69,9 @@ def test_fig3_paper_size_and_ring_geometry():
     assert np.allclose(d.X[:, 1::2], r[:, None] * np.sin(rad) / k ** 2, atol=1e-5)
     arcs = sorted(_arcs(d))
     widths = np.array([w for _, w in arcs])
-    assert widths.max() / widths.min() == pytest.approx(2.5, rel=0.02)  # classes differ in spread
+    assert widths.max() / widths.min() == pytest.approx(2.0, rel=0.02)  # classes differ in spread
     bands = [(arcs[(i + 1) % 8][0] - (s + w)) % 360 for i, (s, w) in enumerate(arcs)]
-    assert min(bands) >= 6.0 - 1e-3 and max(bands) < 6.5  # disjoint (Bayes error 0), but touching
+    assert min(bands) >= 7.0 - 1e-3 and max(bands) < 7.5  # disjoint (Bayes error 0), but touching
     assert widths.sum() + sum(bands) == pytest.approx(360, abs=1e-3)
 
 

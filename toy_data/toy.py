@@ -116,7 +116,7 @@ def _flip_labels(y: np.ndarray, num_classes: int, fraction: float, rng: np.rando
 
 
 def fig3(num_classes: int = 8, samples_per_class: int = 200, noise: float = 0.0, seed: int = 0,
-         input_dim: int = 8, band_deg: float = 6.0, width_ratio: float = 2.5) -> ToyData:
+         input_dim: int = 8, band_deg: float = 7.0, width_ratio: float = 2.0) -> ToyData:
     """Fig. 3 toy: ``num_classes`` identities on a ring, neighbours touching, each with its own spread.
 
     Identity c fills the arc a ∈ [a_c, a_c + w_c] of the ring and radii r ∈ [0.5, 1.5] (uniform over that
