@@ -42,9 +42,9 @@ class Claim:
         return f"claim {self.key!r} no longer holds for its figure: “{self.render(numbers)}”"
 
 
-def gap_words(gap: float) -> str:
-    """A signed gap in words: "a gap of 28.7°" or "an overlap of 33.2°"."""
-    return f"a gap of {gap:.1f}°" if gap >= 0 else f"an overlap of {-gap:.1f}°"
+def apart_words(gap: float) -> str:
+    """How far apart two classes are, for a sentence: "are only 8.0° apart" or "overlap by 33.2°"."""
+    return f"are only {gap:.1f}° apart" if gap >= 0 else f"overlap by {-gap:.1f}°"
 
 
 def gap_readout(snap: Any) -> str:
@@ -84,22 +84,25 @@ def fig3_numbers(softmax: Any, arcface: Any) -> dict[str, Any]:
     for name, snap in (("softmax", softmax), ("arcface", arcface)):
         gap = stats.gap_deg(snap.embeddings, snap.labels)
         intra = stats.angle_statistics(None, snap.embeddings, snap.labels)["Intra1"]
-        out.update({f"gap_{name}": gap, f"gap_{name}_words": gap_words(gap), f"intra_{name}": intra,
+        out.update({f"gap_{name}": gap, f"apart_{name}": apart_words(gap), f"intra_{name}": intra,
                     f"acc_{name}": 100.0 * float(snap.test_acc)})
+    sm, arc = out["gap_softmax"], out["gap_arcface"]
+    out["arcface_vs_softmax"] = (f"{arc / sm:.1f} times Softmax's" if sm > 0
+                                 else "where Softmax's closest identities overlap")
     return out
 
 
 FIG3_CLAIMS: dict[str, Claim] = {c.key: c for c in (
     Claim("softmax_touching",
           "The classes separate (test accuracy {acc_softmax:.1f} %), but nothing pulls them apart on the circle: "
-          "the two closest neighbouring identities have {gap_softmax_words} between them. A new face falling "
-          "near such a boundary is ambiguous.",
+          "the two closest neighbouring identities {apart_softmax}. A new face falling near such a boundary is "
+          "ambiguous.",
           lambda n: n["acc_softmax"] >= 99.0 and n["gap_softmax"] < NARROW_GAP_DEG),
     Claim("arcface_gap",
-          "Softmax leaves ambiguous boundaries: its closest neighbouring identities have {gap_softmax_words} "
-          "between them. ArcFace leaves an evident gap between the closest classes, {gap_arcface:.1f}°, at least "
-          "twice Softmax's, and packs each identity more tightly (mean angle to its class centre "
-          "{intra_arcface:.1f}° against {intra_softmax:.1f}°).",
+          "Softmax leaves ambiguous boundaries: its two closest neighbouring identities {apart_softmax}. ArcFace "
+          "leaves an evident gap between the closest classes, {gap_arcface:.1f}° ({arcface_vs_softmax}), and "
+          "packs each identity more tightly (mean angle to its class centre {intra_arcface:.1f}° against "
+          "{intra_softmax:.1f}°).",
           lambda n: (n["gap_arcface"] >= max(2.0 * n["gap_softmax"], EVIDENT_GAP_DEG)
                      and n["gap_softmax"] < NARROW_GAP_DEG and n["intra_arcface"] < n["intra_softmax"])),
 )}

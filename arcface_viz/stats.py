@@ -330,7 +330,7 @@ def angle_statistics(weight: Any, embeddings: Any, labels: Any, test_embeddings:
 # ---------------------------------------------------------------------------------------------------
 
 #: Fraction of each class's samples nearest the neighbour that :func:`neighbour_gaps` sets aside as outliers.
-GAP_OUTLIERS = 0.05
+GAP_OUTLIERS = 0.02
 
 #: The gap's definition in one paragraph, for help texts (pages and CLI say which gap they report).
 GAP_HELP = (

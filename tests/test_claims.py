@@ -98,4 +98,4 @@ def test_gap_readout_and_words():
     assert C.gap_readout(snap).startswith("Gap between the closest identities: **")
     one_class = SimpleNamespace(embeddings=snap.embeddings, labels=np.zeros(7, dtype=int))
     assert C.gap_readout(one_class).endswith("—")
-    assert C.gap_words(12.34) == "a gap of 12.3°" and C.gap_words(-5.0) == "an overlap of 5.0°"
+    assert C.apart_words(12.34) == "are only 12.3° apart" and C.apart_words(-5.0) == "overlap by 5.0°"
