@@ -42,6 +42,10 @@ class Claim:
         return f"claim {self.key!r} no longer holds for its figure: “{self.render(numbers)}”"
 
 
+def _by_key(*claims: Claim) -> dict[str, Claim]:
+    return {c.key: c for c in claims}
+
+
 def apart_words(gap: float) -> str:
     """How far apart two classes are, for a sentence: "are only 8.0° apart" or "overlap by 33.2°"."""
     return f"are only {gap:.1f}° apart" if gap >= 0 else f"overlap by {-gap:.1f}°"
@@ -92,7 +96,7 @@ def fig3_numbers(softmax: Any, arcface: Any) -> dict[str, Any]:
     return out
 
 
-FIG3_CLAIMS: dict[str, Claim] = {c.key: c for c in (
+FIG3_CLAIMS: dict[str, Claim] = _by_key(
     Claim("softmax_touching",
           "The classes separate (test accuracy {acc_softmax:.1f} %), but nothing pulls them apart on the circle: "
           "the two closest neighbouring identities {apart_softmax}. A new face falling near such a boundary is "
@@ -105,7 +109,7 @@ FIG3_CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "{intra_softmax:.1f}°).",
           lambda n: (n["gap_arcface"] >= max(2.0 * n["gap_softmax"], EVIDENT_GAP_DEG)
                      and n["gap_softmax"] < NARROW_GAP_DEG and n["intra_arcface"] < n["intra_softmax"])),
-)}
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ def width_numbers() -> dict[str, Any]:
     return out
 
 
-WIDTH_CLAIMS: dict[str, Claim] = {c.key: c for c in (
+WIDTH_CLAIMS: dict[str, Claim] = _by_key(
     Claim("arcface_constant_on_circle",
           "On the circle (2-D, the figures below), ArcFace's grey band is {arcface_min:.2f}° wide, its margin "
           "m₂, for every angle φ between the centres above {arcface_swallow:.2f}° (below that it swallows the "
@@ -155,7 +159,7 @@ WIDTH_CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "({cosface_min:.1f}°–{cosface_max:.1f}°) depend on how far apart the centres are.",
           lambda n: (n["arcface_constant"] and n["norm_softmax_constant"] and abs(n["norm_softmax_max"]) < 1e-6
                      and not n["sphereface_constant"] and not n["cosface_constant"])),
-)}
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ def table3_numbers() -> dict[str, Any]:
             for row in stats.TABLE3_ROWS for col in names}
 
 
-TABLE3_CLAIMS: dict[str, Claim] = {c.key: c for c in (
+TABLE3_CLAIMS: dict[str, Claim] = _by_key(
     Claim("table3",
           "ArcFace brings each class centre $W_j$ close to where its samples really are (W-EC {arcface_wec:.0f}° "
           "against {ns_wec:.0f}° for Norm-Softmax) while keeping centres at least as far apart (W-Inter "
@@ -181,7 +185,7 @@ TABLE3_CLAIMS: dict[str, Claim] = {c.key: c for c in (
           lambda n: (n["arcface_wec"] < n["ns_wec"] and n["arcface_winter"] > n["ns_winter"]
                      and n["intral_intra1"] < n["ns_intra1"] and n["intral_winter"] < n["ns_winter"]
                      and n["interl_winter"] > n["ns_winter"] and n["interl_intra1"] > n["ns_intra1"])),
-)}
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -205,11 +209,11 @@ def push_numbers(s: float = PUSH_S, num_classes: int = PUSH_CLASSES, slope: floa
     return out
 
 
-PUSH_CLAIMS: dict[str, Claim] = {c.key: c for c in (
+PUSH_CLAIMS: dict[str, Claim] = _by_key(
     Claim("margin_keeps_pushing",
           "**A margin keeps the push on.** Below, one sample's loss and its slope $dL/d\\theta$ at $s = {s:.0f}$ "
           "with {classes:,} classes: without a margin the slope drops under {slope} per radian once θ is below "
           "{softmax_stops:.1f}°, and the push stops; with ArcFace's margin it goes on down to "
           "{arcface_stops:.1f}° (CosFace's: {cosface_stops:.1f}°).",
           lambda n: n["arcface_stops"] < n["softmax_stops"] and n["cosface_stops"] < n["softmax_stops"]),
-)}
+)
