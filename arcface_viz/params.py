@@ -386,7 +386,8 @@ TOY_SPEC = Spec((
 ))
 
 #: settings a running toy trainer can take between steps; any other change needs a Reset
-TOY_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
+TOY_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "detach_margin",
+            "interclass_filtering_threshold", "lr", "warmup", "steps_per_frame")
 
 
 def toy_dataset_defaults(name: str) -> dict[str, Any]:
