@@ -66,6 +66,7 @@ ARCFACE_TORCH_BASE: dict[str, Any] = {
     "using_wandb": False, "wandb_entity": "entity", "wandb_project": "project", "wandb_log_all": True,
     "save_artifacts": False, "wandb_resume": False,
 }
+MAX_CONFIG_CHARS = 200_000  # arcface_torch's configs are about 1,000 characters
 SCALE = 64.0  # train_v2.py: CombinedMarginLoss(64, *margin_list, interclass_filtering_threshold)
 MOMENTUM = 0.9  # train_v2.py: SGD(..., momentum=0.9, ...), whatever config.momentum says
 GRAD_CLIP = 5.0  # train_v2.py: clip_grad_norm_(backbone.parameters(), 5)
@@ -143,6 +144,9 @@ def parse_config(text: str, where: str = "config", base: Mapping[str, Any] | Non
     """The ``config.KEY`` values an arcface_torch config file sets, read with :mod:`ast` (never executed), over
     ``base`` (earlier keys may be read: ``config.num_epoch // 10``).  :class:`ConvertError` lists every
     statement it cannot read, with its line."""
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConvertError(f"{where}: {len(text):,} characters is not an arcface_torch config (at most "
+                           f"{MAX_CONFIG_CHARS:,})")
     try:
         tree = ast.parse(text, filename=where)
     except SyntaxError as exc:
