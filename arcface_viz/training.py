@@ -101,8 +101,24 @@ class _Batches:
             self.X = self.y = None
             self.source: Iterable | None = X
             self._it: Iterator | None = None
+        self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # a stream's last ≤ 8 batches of the last take
 
-    def indices(self, k: int, block: int = 512) -> Iterator[torch.Tensor]:
+    def take(self, k: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The next k mini-batches (x, y), on the device."""
+        if self.source is None:  # the hot path: tensors already on the device, one index row per batch
+            X, y = self.X, self.y
+            for idx in self._indices(k):
+                yield X.index_select(0, idx), y.index_select(0, idx)
+            return
+        self.recent = []
+        for _ in range(k):
+            batch = self._next_from_source()
+            self.recent.append(batch)
+            if len(self.recent) > 8:
+                self.recent.pop(0)
+            yield batch
+
+    def _indices(self, k: int, block: int = 512) -> Iterator[torch.Tensor]:
         """Index rows for the next k in-memory batches, drawn ``block`` rows per call (on the CPU the same
         numbers as one call per batch, so a run does not depend on how it is chunked)."""
         for start in range(0, k, block):
@@ -110,10 +126,7 @@ class _Batches:
             yield from torch.randint(len(self.y), (rows, self.batch_size), generator=self.generator,
                                      device=self.device).unbind(0)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.source is None:
-            idx = next(self.indices(1))
-            return self.X.index_select(0, idx), self.y.index_select(0, idx)
+    def _next_from_source(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._it is None:
             self._it = iter(self.source)
         try:
@@ -173,7 +186,6 @@ class Trainer:
         self.lam_min = float(loss_fn.lam)  # the user's λ is the floor of the annealing
         self._pending: dict[str, Any] = {}
         self._last_loss: float | None = None
-        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # last batches (streaming sources)
         n_params = sum(p.numel() for p in params)
         self.num_threads = num_threads or (1 if self.device.type == "cpu" and n_params < _SMALL_MODEL else None)
         with seeded(self.seed):  # our own RNG stream for dropout, independent of others
@@ -255,6 +267,8 @@ class Trainer:
         self._apply_schedules()
 
     def _apply_schedules(self) -> None:
+        """The schedules at the current step: margin warm-up min(1, step / warmup_steps), and for A-Softmax
+        with annealing λ = max(λ_min, 1000·(1 + 0.12·step)^−1)."""
         loss_fn = self.loss_fn
         loss_fn.margin_scale = min(1.0, self.step / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         if self._annealing:
@@ -280,49 +294,23 @@ class Trainer:
             return snap
 
     def _train(self, k: int) -> None:
+        """k optimizer steps, each: the schedules for this step, forward, backward, update."""
         self._apply_pending()
-        model, loss_fn, opt, batches = self.model, self.loss_fn, self.optimizer, self.batches
-        warmup, annealing, lam_min = self.warmup_steps, self._annealing, self.lam_min
-        streaming = batches.source is not None
-        if streaming:
-            self._recent = []
+        model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         model.train()
         loss_fn.train()
         total = torch.zeros((), device=self.device)
-        step = self.step
         t0 = time.perf_counter()
-        if not streaming:  # the hot loop: tensors already on the device, one index row per step
-            X, y = batches.X, batches.y
-            for idx in batches.indices(k):
-                if warmup > 0:
-                    loss_fn.margin_scale = min(1.0, step / warmup)
-                if annealing:
-                    loss_fn.lam = a_softmax_lambda(step, lam_min)
-                loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                step += 1
-        else:
-            for _ in range(k):
-                if warmup > 0:
-                    loss_fn.margin_scale = min(1.0, step / warmup)
-                if annealing:
-                    loss_fn.lam = a_softmax_lambda(step, lam_min)
-                xb, yb = batches.next()
-                loss = loss_fn(model(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                step += 1
-                self._recent.append((xb, yb))
-                if len(self._recent) > 8:
-                    self._recent.pop(0)
+        for xb, yb in self.batches.take(k):
+            self._apply_schedules()
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            self.step += 1
         self._last_loss = float(total) / k  # one sync per chunk
         self.seconds += time.perf_counter() - t0
-        self.step = step
         self._apply_schedules()
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -345,9 +333,9 @@ class Trainer:
         try:
             if self.X_eval is not None:
                 X_tr, y_tr = self.X_eval, self.y_eval
-            elif self._recent:
-                X_tr = torch.cat([b[0] for b in self._recent])
-                y_tr = torch.cat([b[1] for b in self._recent])
+            elif self.batches.recent:
+                X_tr = torch.cat([b[0] for b in self.batches.recent])
+                y_tr = torch.cat([b[1] for b in self.batches.recent])
             else:  # streaming, nothing trained yet: peek at a fresh pass, leaving the training stream alone
                 X_tr, y_tr = self._peek()
             emb_tr = self.embed(X_tr)
