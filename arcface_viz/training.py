@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defa
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .params import LOSS_SPEC
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; annotations only
 
 _DEG = 180.0 / math.pi
 _SMALL_MODEL = 200_000  # parameters; below this one CPU thread beats two (per-op overhead dominates)
@@ -181,8 +184,8 @@ class Trainer:
         self.optimizer = _make_optimizer(optimizer, params, float(lr), self.device)
         self.step = 0
         self.seconds = 0.0
-        self.config: ToyConfig | None = None  # set by build_toy_trainer
-        self.data = None  # the toy_data.ToyData, set by build_toy_trainer
+        self.config: LessonConfig | None = None  # set by LessonConfig.make_trainer
+        self.data = None  # the lesson's data set, set by LessonConfig.make_trainer
         self.lam_min = float(loss_fn.lam)  # the user's λ is the floor of the annealing
         self._pending: dict[str, Any] = {}
         self._last_loss: float | None = None
@@ -241,7 +244,7 @@ class Trainer:
     def set_warmup(self, warmup_steps: int) -> None:
         self.warmup_steps = int(warmup_steps)
 
-    def loss_params(self) -> dict[str, Any]:
+    def current_loss_params(self) -> dict[str, Any]:
         """The current values of the loss's own parameters (after pending changes)."""
         out = {k: getattr(self.loss_fn, k) for k in self.loss_fn.info.params}
         if "lam" in out and self._annealing:
@@ -434,48 +437,52 @@ def min_centre_angle_deg(centres: torch.Tensor | np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Building a trainer from a config (shared by the page, compare mode and the CLI)
-
-
-#: Training settings that work for each toy data set (used where a ToyConfig leaves them as None).
-#: The spirals need a deeper MLP, a smaller step and a margin warm-up, or two arms often merge.
-DATASET_TRAINING: dict[str, dict[str, Any]] = {
-    "spirals": {"hidden": (64, 64, 64), "lr": 0.003, "warmup_steps": 200},
-    "moons": {"hidden": (64, 64)},
-}
-TRAINING_DEFAULTS: dict[str, Any] = {"hidden": (64,), "warmup_steps": 0}
-DEFAULT_LR = {"adam": 0.01, "sgd": 0.1}
+# Lesson configs: one base, and per lesson a subclass that overrides only what differs
 
 
 @dataclass
-class ToyConfig:
-    """Everything that defines a toy run.  ``loss_params`` left out take loss_defaults(loss, low_dim=True);
-    ``hidden``, ``lr`` and ``warmup_steps`` left as None take DATASET_TRAINING[dataset], then the defaults
-    ((64,), 0.01 for Adam / 0.1 for SGD, 0)."""
+class LessonConfig:
+    """Everything that defines a lesson's run.  :class:`ToyConfig` and
+    :class:`~arcface_viz.image_training.ImageConfig` override only what differs: their own fields and
+    defaults, the class attributes below, and the data, the network and the trainer (:meth:`load_data`,
+    :meth:`build_model`, :meth:`make_trainer`).
 
-    dataset: str = "fig3"
+    ``loss_params`` left out take :meth:`default_loss_params`; settings left as None take
+    :meth:`recommended` (the data set's DATASET_TRAINING, then TRAINING_DEFAULTS, then DEFAULT_LR).
+    """
+
+    #: settings that suit a data set, by data set (config field names)
+    DATASET_TRAINING: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: settings for what the data set does not say
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"warmup_steps": 0}
+    #: the learning rate per optimizer where neither of the two above gives one
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"adam": 0.01, "sgd": 0.1}
+    #: loss parameters on top of the registry's low-dimensional defaults, by loss
+    LOSS_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the lesson spec's names of config fields (:meth:`from_values`, :meth:`dataset_defaults`)
+    SPEC_FIELDS: ClassVar[dict[str, str]] = {}
+    #: fields that hold a tuple of whole numbers (layer widths)
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ()
+
+    dataset: str = ""
     dim: int = 2
     loss: str = "arcface"
     loss_params: dict[str, Any] = field(default_factory=dict)
-    num_classes: int | None = None  # None: the data set's default
-    samples_per_class: int | None = None
-    noise: float | None = None
-    data_params: dict[str, Any] = field(default_factory=dict)  # extra generator arguments (label_noise, ...)
-    test_fraction: float = 0.2
     optimizer: str = "adam"
     lr: float | None = None
-    batch_size: int = 256
+    batch_size: int | None = None
     warmup_steps: int | None = None
     anneal: bool = True
-    hidden: tuple[int, ...] | None = None
     seed: int = 0
     device: str | None = None
     sample_size: int = 600
 
+    # --- reading and writing ---------------------------------------------------------------------
+
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ToyConfig:
-        """Fields by name; loss parameters (s, m1, m2, …) may also sit at the top level, as in the page's
-        LOSS_SPEC values.  Parameters the chosen loss does not use are ignored; unknown keys raise."""
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """Fields by name; loss parameters (s, m1, m2, …) may also sit at the top level, as in a lesson
+        spec's values.  Parameters the chosen loss does not use are ignored; unknown keys raise."""
         names = {f.name for f in fields(cls)}
         unknown = set(values) - names - set(PARAM_NAMES)
         if unknown:
@@ -483,78 +490,202 @@ class ToyConfig:
         kw = {k: v for k, v in values.items() if k in names}
         loss_params = dict(kw.pop("loss_params", None) or {})
         loss_params.update({k: v for k, v in values.items() if k in PARAM_NAMES and v is not None})
-        if kw.get("hidden") is not None:
-            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+        for name in cls.INT_TUPLES:
+            if kw.get(name) is not None:
+                kw[name] = tuple(int(h) for h in kw[name])
         return cls(**kw, loss_params=loss_params)
 
-    def resolved(self) -> ToyConfig:
-        """A copy with hidden, lr and warmup_steps filled in (data set's recommendation, then defaults)."""
-        rec = {**TRAINING_DEFAULTS, "lr": DEFAULT_LR.get(self.optimizer, 0.01),
-               **DATASET_TRAINING.get(self.dataset, {})}
-        return replace(self, **{k: rec[k] for k in ("hidden", "lr", "warmup_steps") if getattr(self, k) is None})
+    @classmethod
+    def of(cls, config: LessonConfig | Mapping[str, Any] | None = None, /, **overrides: Any) -> Self:
+        """A config from a config of this class, a dict (see :meth:`from_dict`) or None, ``overrides`` on top."""
+        if config is None:
+            base: dict[str, Any] = {}
+        elif isinstance(config, LessonConfig):
+            base = {f.name: getattr(config, f.name) for f in fields(config)}
+        else:
+            base = dict(config)
+        return cls.from_dict({**base, **overrides})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], loss: str | None = None, **extra: Any) -> Self:
+        """A lesson spec's values (TOY_SPEC, MNIST_SPEC) as a config.  With ``loss`` (compare mode's other
+        loss), that loss with its own default parameters; ``extra``: fields the spec does not hold."""
+        name = loss or values["loss"]
+        given = {} if loss else {k: values[k] for k in LOSSES[name].params if k in values}
+        spec = {f: values[k] for k, f in cls.SPEC_FIELDS.items()}
+        return cls.from_dict({**spec, "loss": name, "loss_params": given, **extra})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with every default filled in."""
-        self = self.resolved()
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["loss_params"] = self.resolved_loss_params()
+        cfg = self.resolved()
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+        d["loss_params"] = cfg.resolved_loss_params()
         return d
 
+    # --- defaults --------------------------------------------------------------------------------
+
+    @classmethod
+    def recommended(cls, dataset: str, optimizer: str = "adam") -> dict[str, Any]:
+        """The settings that suit a data set (config field names)."""
+        return {"lr": cls.DEFAULT_LR.get(optimizer, 0.01), **cls.TRAINING_DEFAULTS,
+                **cls.DATASET_TRAINING.get(dataset, {})}
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """What the data-set picker loads into the other controls: :meth:`recommended` in spec names."""
+        rec = cls.recommended(dataset)
+        return {k: rec[f] for k, f in cls.SPEC_FIELDS.items() if f in rec}
+
+    @classmethod
+    def default_loss_params(cls, loss: str) -> dict[str, Any]:
+        """The loss parameters the lesson starts from: loss_defaults(loss, low_dim=True) and LOSS_PRESETS."""
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        out = loss_defaults(loss, low_dim=True)
+        out.update({k: v for k, v in cls.LOSS_PRESETS.get(loss, {}).items() if k in LOSSES[loss].params})
+        return out
+
+    def resolved(self) -> Self:
+        """A copy with the settings left as None filled in from :meth:`recommended`."""
+        rec = self.recommended(self.dataset, self.optimizer)
+        return replace(self, **{k: v for k, v in rec.items() if getattr(self, k) is None})
+
     def resolved_loss_params(self) -> dict[str, Any]:
-        """loss_defaults(loss, low_dim=True) updated with the given values the loss actually uses."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        """:meth:`default_loss_params` updated with the given values the loss uses (range-checked)."""
+        out = self.default_loss_params(self.loss)
         used = LOSSES[self.loss].params
-        out = loss_defaults(self.loss, low_dim=True)
         out.update({k: LOSS_SPEC[k].coerce(v) for k, v in self.loss_params.items() if k in used and v is not None})
         return out
 
-    def data(self):
+    # --- building ------------------------------------------------------------------------------
+
+    def load_data(self):
+        raise NotImplementedError
+
+    def build_model(self, data) -> nn.Module:
+        """The network (inputs → embeddings) for ``data``; drawn from torch's global generator."""
+        raise NotImplementedError
+
+    @staticmethod
+    def classes_in(data) -> int:
+        raise NotImplementedError
+
+    def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
+        """The trainer for this resolved config (it keeps ``config`` and ``data``)."""
+        raise NotImplementedError
+
+    def build(self, *, data=None, model: nn.Module | None = None, dims: tuple[int, ...] = (2, 3)) -> Trainer:
+        """A trainer for this config.  The network and then W_j are drawn under ``torch.manual_seed(seed)``;
+        pass ``data`` to reuse loaded data and ``model`` to start from given weights (deep-copied).  ``dims``:
+        the embedding dimensions allowed (the lessons draw 2 or 3).  ValueError for settings that cannot be
+        trained (toy_data.DatasetMissing included)."""
+        cfg = self.resolved()
+        if cfg.dim not in dims:
+            raise ValueError(f"embedding dimension must be {' or '.join(map(str, dims))}, got {cfg.dim}")
+        params = cfg.resolved_loss_params()
+        data = data if data is not None else cfg.load_data()
+        with seeded(cfg.seed):
+            net = cfg.build_model(data)  # always drawn, so W_j's initialisation does not depend on `model`
+            if model is not None:
+                net = copy.deepcopy(model)
+            loss_fn = make_loss(cfg.loss, cfg.classes_in(data), cfg.dim, **params)
+        return cfg.make_trainer(net, loss_fn, data)
+
+
+@dataclass
+class ToyConfig(LessonConfig):
+    """A toy run: a :class:`~arcface_viz.models.ToyMLP` on a generated data set (toy_data.make_dataset).
+    ``num_classes``, ``samples_per_class`` and ``noise`` left as None take the data set's own;
+    ``data_params``: other generator arguments (label_noise, …).  The spirals need a deeper MLP, a smaller
+    step and a margin warm-up, or two arms often merge."""
+
+    DATASET_TRAINING: ClassVar[dict[str, dict[str, Any]]] = {
+        "spirals": {"hidden": (64, 64, 64), "lr": 0.003, "warmup_steps": 200},
+        "moons": {"hidden": (64, 64)},
+    }
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"hidden": (64,), "warmup_steps": 0, "batch_size": 256}
+    SPEC_FIELDS: ClassVar[dict[str, str]] = {
+        "dataset": "dataset", "classes": "num_classes", "samples": "samples_per_class", "noise": "noise",
+        "seed": "seed", "dim": "dim", "optimizer": "optimizer", "lr": "lr", "warmup": "warmup_steps",
+    }
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ("hidden",)
+
+    dataset: str = "fig3"
+    num_classes: int | None = None
+    samples_per_class: int | None = None
+    noise: float | None = None
+    data_params: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    hidden: tuple[int, ...] | None = None
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """The data set's classroom defaults (classes, samples, noise) and the training settings that suit it."""
+        from toy_data import TOY_DATASETS
+
+        d = TOY_DATASETS[dataset].defaults
+        return {"classes": d["num_classes"], "samples": d["samples_per_class"], "noise": d["noise"],
+                **super().dataset_defaults(dataset)}
+
+    def load_data(self):
         """The generated data set (toy_data.ToyData)."""
         from toy_data import make_dataset
 
         return make_dataset(self.dataset, num_classes=self.num_classes, samples_per_class=self.samples_per_class,
                             noise=self.noise, seed=self.seed, **self.data_params)
 
+    def build_model(self, data) -> nn.Module:
+        return ToyMLP(data.input_dim, self.dim, self.hidden)
+
+    @staticmethod
+    def classes_in(data) -> int:
+        return data.num_classes
+
+    def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
+        X_tr, y_tr, X_te, y_te = data.train_test_split(self.test_fraction, seed=self.seed)
+        has_test = len(y_te) > 0
+        trainer = Trainer(model, loss_fn, X_tr, y_tr, X_te if has_test else None, y_te if has_test else None,
+                          optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size,
+                          warmup_steps=self.warmup_steps, anneal=self.anneal, device=self.device, seed=self.seed,
+                          sample_size=self.sample_size)
+        trainer.config, trainer.data = self, data
+        return trainer
+
 
 def build_toy_trainer(config: ToyConfig | Mapping[str, Any] | None = None, *, data=None,
                       model: nn.Module | None = None, **overrides: Any) -> Trainer:
-    """A :class:`Trainer` for a toy run.  ``config`` (a ToyConfig or a dict, see ToyConfig.from_dict) with
-    ``overrides`` on top.  The model (ToyMLP) and then W_j are created under ``torch.manual_seed(seed)``;
-    pass ``data`` (a ToyData) to reuse generated data and ``model`` to start from given weights (it is
-    deep-copied)."""
-    cfg = _config(config, overrides).resolved()
-    if cfg.dim not in (2, 3):
-        raise ValueError(f"embedding dimension must be 2 or 3, got {cfg.dim}")
-    loss_params = cfg.resolved_loss_params()
-    data = data if data is not None else cfg.data()
-    X_tr, y_tr, X_te, y_te = data.train_test_split(cfg.test_fraction, seed=cfg.seed)
+    """:meth:`LessonConfig.build` for ``ToyConfig.of(config, **overrides)``; ``data`` a toy_data.ToyData."""
+    return ToyConfig.of(config, **overrides).build(data=data, model=model)
+
+
+def build_compare_trainers(config: LessonConfig | Mapping[str, Any] | None = None,
+                           losses: tuple[str, str] = ("norm_softmax", "arcface"),
+                           loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+                           *, data=None, **overrides: Any) -> tuple[Trainer, Trainer]:
+    """Compare mode (Fig. 3) of any lesson: two trainers with the same data, seed, batches and initial network
+    weights, differing only in the loss.  ``config``: a ToyConfig or an ImageConfig (a dict or None: a toy
+    run); ``loss_params[i]`` overrides loss i's defaults."""
+    cls = type(config) if isinstance(config, LessonConfig) else ToyConfig
+    cfg = cls.of(config, **overrides).resolved()
+    data = data if data is not None else cfg.load_data()
     with seeded(cfg.seed):
-        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)  # always drawn, so W_j's init does not depend on `model`
-        if model is not None:
-            net = copy.deepcopy(model)
-        loss_fn = make_loss(cfg.loss, data.num_classes, cfg.dim, **loss_params)
-    trainer = Trainer(net, loss_fn, X_tr, y_tr, X_te if len(y_te) else None, y_te if len(y_te) else None,
-                      optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps,
-                      anneal=cfg.anneal, device=cfg.device, seed=cfg.seed, sample_size=cfg.sample_size)
-    trainer.config = cfg
-    trainer.data = data
-    return trainer
+        net = cfg.build_model(data)
+    a, b = (replace(cfg, loss=name, loss_params=dict(params or {})).build(data=data, model=net)
+            for name, params in zip(losses, loss_params, strict=True))
+    return a, b
 
 
 LIVE_SETTINGS = ("loss_params", "lr", "warmup_steps")  # what a running trainer can change between steps
 
 
-def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list[str]:
-    """Apply a changed config to a running trainer built by :func:`build_toy_trainer` (or the image lesson's
-    builder: the trainer's own config class is used).
+def reconfigure(trainer: Trainer, config: LessonConfig | Mapping[str, Any]) -> list[str]:
+    """Apply a changed config to a running trainer built from a :class:`LessonConfig` (of the same class).
 
     Loss parameters, learning rate and warm-up apply at the next step; the names of the other changed
     settings (data set, dimension, loss, seed, network, …) are returned: those need a new trainer (Reset).
     """
     old = trainer.config
-    cls = type(old)  # ToyConfig, or image_training.ImageConfig: any config dataclass with these methods
+    cls = type(old)
     new = (config if isinstance(config, cls) else cls.from_dict(dict(config))).resolved()
     reset = [f.name for f in fields(cls)
              if f.name not in LIVE_SETTINGS and getattr(new, f.name) != getattr(old, f.name)]
@@ -569,32 +700,3 @@ def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list
         trainer.set_warmup(new.warmup_steps)
     trainer.config = replace(old, loss_params=params, lr=new.lr, warmup_steps=new.warmup_steps)
     return reset
-
-
-def build_compare_trainers(config: ToyConfig | Mapping[str, Any] | None = None,
-                           losses: tuple[str, str] = ("norm_softmax", "arcface"),
-                           loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
-                           **overrides: Any) -> tuple[Trainer, Trainer]:
-    """Compare mode (Fig. 3): two trainers with the same data, seed, batches and initial network weights,
-    differing only in the loss.  ``loss_params[i]`` overrides loss i's low-dimensional defaults."""
-    cfg = _config(config, overrides).resolved()
-    data = cfg.data()
-    with seeded(cfg.seed):
-        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)
-    out = []
-    for name, params in zip(losses, loss_params, strict=True):
-        c = replace(cfg, loss=name, loss_params=dict(params or {}))
-        out.append(build_toy_trainer(c, data=data, model=net))
-    return out[0], out[1]
-
-
-def _config(config, overrides: Mapping[str, Any]) -> ToyConfig:
-    if config is None:
-        base: dict[str, Any] = {}
-    elif isinstance(config, ToyConfig):
-        base = {f.name: getattr(config, f.name) for f in fields(config)}
-    else:
-        base = dict(config)
-    if overrides:
-        base = {**base, **overrides}
-    return ToyConfig.from_dict(base)
