@@ -17,6 +17,7 @@ import sys
 from .. import table3 as T
 from ..params import ParamError
 from ..stats import PAPER_TABLE3, TABLE3_ARROW, TABLE3_ROWS
+from .lessons import number
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,20 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _steps(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        v = float(text)
-        if v != int(v):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ParamError(f"--steps: expected a whole number, got {text!r}") from None
-    if not 1 <= v <= T.MAX_STEPS:
-        raise ParamError(f"--steps: {text} is outside 1–{T.MAX_STEPS}")
-    return int(v)
-
-
 def _fmt(v: float | None, width: int = 7) -> str:
     return f"{'–':>{width}}" if v is None else f"{v:{width}.2f}"
 
@@ -66,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             values[name] = T.TABLE3_SPEC[name].coerce(text)
         except ParamError as exc:
             raise ParamError(f"--{name}: {exc}") from None
-    steps = _steps(args.steps)
+    steps = None if args.steps is None else number(args.steps, "--steps", 1, T.MAX_STEPS, whole=True)
 
     def progress(fraction: float, text: str) -> None:
         if text.startswith(("Preparing", "Training")) and text.endswith("…"):  # once per model, not per chunk
