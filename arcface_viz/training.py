@@ -426,7 +426,8 @@ class _NumThreads:
 
 
 def min_centre_angle_deg(centres: torch.Tensor | np.ndarray) -> float:
-    """The smallest angle (degrees) between two class centres W_j, W_k (j ≠ k); NaN for a single class."""
+    """The smallest angle (degrees) between two class centres W_j, W_k (j ≠ k): one number, the minimum of
+    stats.nearest_centre_angles_deg (which gives it per centre); NaN for a single class."""
     w = F.normalize(torch.as_tensor(centres).float(), dim=1)
     n = len(w)
     if n < 2:
