@@ -10,20 +10,22 @@ from arcface_viz.image_training import (
     IMAGE_DATASETS,
     MNIST_SPEC,
     ImageConfig,
-    attach_sample_ids,
     confused_examples,
     confusion,
-    confusion_figure,
-    curves_with_epochs,
     hover_texts,
     pick_available,
-    selected_samples,
-    sphere_map_figure,
-    thumbnails,
 )
 from arcface_viz.live import LiveSession
 from arcface_viz.losses import LOSSES
 from arcface_viz.params import LIVE_KEYS, Spec
+from arcface_viz.plots.images import (
+    attach_sample_ids,
+    confusion_figure,
+    curves_with_epochs,
+    selected_samples,
+    sphere_map_figure,
+    thumbnails,
+)
 from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure

@@ -13,7 +13,6 @@ from arcface_viz.image_training import (
     ImageConfig,
     ImageSnapshot,
     Normalise,
-    attach_sample_ids,
     build_image_trainer,
     centre_angles_deg,
     confused_examples,
@@ -23,15 +22,18 @@ from arcface_viz.image_training import (
     most_confused_pairs,
     pick_available,
     pixel_stats,
-    png_bytes,
-    png_data_uri,
     report,
-    selected_samples,
-    sphere_map_figure,
-    thumbnails,
     train_for,
 )
 from arcface_viz.losses import LOSSES
+from arcface_viz.plots.images import (
+    attach_sample_ids,
+    png_bytes,
+    png_data_uri,
+    selected_samples,
+    sphere_map_figure,
+    thumbnails,
+)
 from arcface_viz.plots.sphere import embedding_figure
 from arcface_viz.training import build_compare_trainers, reconfigure
 from toy_data import DatasetMissing, load_dataset
