@@ -414,9 +414,6 @@ def report(trainer: ImageTrainer, max_train_embed: int = 10_000) -> dict[str, An
     """The numbers of a run: full test accuracy now, training time, images/second and the Table-3 angles
     (stats.angle_statistics: W-EC, W-Inter, Intra = Intra1, Inter = Inter1 on up to ``max_train_embed``
     training images; Intra2 / Inter2 on the test set), in degrees."""
-    from . import stats
-    from .device import describe
-
     acc, _ = trainer.full_test()
     emb_te, _ = trainer.test_predictions()
     y_te = trainer.y_test_all.cpu().numpy()
@@ -425,21 +422,11 @@ def report(trainer: ImageTrainer, max_train_embed: int = 10_000) -> dict[str, An
     n = len(data.y_train)
     ids = np.sort(rng.permutation(n)[:min(max_train_embed, n)])
     emb_tr = trainer.embed_images(np.ascontiguousarray(data.x_train[ids])).float().cpu().numpy()
-    weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres else None
-    angles = stats.angle_statistics(weight, emb_tr, data.y_train[ids], emb_te, y_te)
-    cfg = trainer.config
     return {
-        "dataset": data.name, "source": data.source, "dim": cfg.dim, "loss": trainer.loss_fn.name,
-        "loss_label": trainer.loss_fn.info.label, "loss_params": cfg.resolved_loss_params(),
-        "test_acc": acc, "epochs": trainer.epoch, "steps": trainer.step, "seconds": trainer.seconds,
-        "images_per_second": trainer.images_per_second,
+        **trainer.report((emb_tr, data.y_train[ids]), (emb_te, y_te)), "dataset": data.name, "source": data.source,
+        "test_acc": acc, "epochs": trainer.epoch, "images_per_second": trainer.images_per_second,
         "epoch_test_acc": [r._asdict() for r in trainer.epoch_log],
-        "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"], "Inter": angles["Inter1"],
-        "Intra1": angles["Intra1"], "Inter1": angles["Inter1"], "Intra2": angles["Intra2"],
-        "Inter2": angles["Inter2"],
         "n_train": n, "n_test": int(len(y_te)), "n_train_angles": int(len(ids)),
-        "device": describe(trainer.device), "num_threads": trainer.num_threads or torch.get_num_threads(),
-        "config": cfg.to_dict(),
     }
 
 

@@ -35,6 +35,7 @@ from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defa
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .params import LOSS_SPEC
+from .stats import angle_statistics
 
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11+; annotations only
@@ -385,6 +386,27 @@ class Trainer:
             raise ValueError(f"no {which} set to embed")
         with self._threads():
             return self.embed(X).float().cpu().numpy(), y.cpu().numpy()
+
+    def report(self, train: tuple[np.ndarray, np.ndarray],
+               test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss and its
+        parameters, steps, training seconds, device and config, and the Table-3 angles of the given
+        embeddings (stats.angle_statistics with this run's W_j; none for the triplet loss): W-EC, W-Inter,
+        Intra = Intra1, Inter = Inter1 (``train``), Intra2, Inter2 (``test``), in degrees."""
+        from .device import describe
+
+        info = self.loss_fn.info
+        weight = self.loss_fn.weight.detach().float().cpu().numpy() if info.has_centres else None
+        angles = angle_statistics(weight, *train, *(test or (None, None)))
+        cfg = self.config
+        return {
+            "dataset": cfg.dataset, "dim": cfg.dim, "loss": self.loss_fn.name, "loss_label": info.label,
+            "loss_params": cfg.resolved_loss_params(), "steps": self.step, "seconds": self.seconds,
+            "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"],
+            "Inter": angles["Inter1"], **{k: angles[k] for k in ("Intra1", "Inter1", "Intra2", "Inter2")},
+            "device": describe(self.device), "num_threads": self.num_threads or torch.get_num_threads(),
+            "config": cfg.to_dict(),
+        }
 
     # --- threads and RNG -----------------------------------------------------------------------
 

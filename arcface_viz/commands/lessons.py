@@ -1,10 +1,13 @@
-"""What the lesson commands (``toy``, ``mnist``, ``table3``) share: number and loss flags, the figure file,
+"""What the commands share (``toy``, ``mnist``, ``table3``, ``stats``): number and loss flags, the figure file,
 the text report."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..losses import LOSSES
@@ -77,6 +80,20 @@ def write_figure(fig: Any, path: str) -> None:
         fig.write_html(path, include_plotlyjs=True)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def finish(report: dict[str, Any], args: argparse.Namespace, figure: Callable[[], Any],
+           print_table: Callable[[dict[str, Any]], None]) -> int:
+    """The end of a training command: ``figure()`` written to ``--out`` if given, then the report as one JSON
+    object (``--json``) or as text (``print_table``)."""
+    if args.out:
+        write_figure(figure(), args.out)
+        report["out"] = args.out
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=1, ensure_ascii=False, default=jsonable) + "\n")
+    else:
+        print_table(report)
+    return 0
 
 
 def jsonable(v: Any) -> Any:

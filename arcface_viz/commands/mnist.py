@@ -11,13 +11,12 @@ this machine exits with status 2 and says how to get it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..params import LOSS_SPEC
-from .lessons import check_out, fmt, jsonable, loss_from_args, number, print_report, widths, write_figure
+from .lessons import check_out, finish, fmt, loss_from_args, number, print_report, widths
 
 if TYPE_CHECKING:
     from ..image_training import ImageConfig
@@ -85,19 +84,16 @@ def run(args: argparse.Namespace) -> int:
     rep = report(trainer)
     rep["wall_seconds"] = time.perf_counter() - t0
     rep["budget"] = {"epochs": epochs, "seconds": seconds, "lr_decay": args.lr_decay}
-    if args.out:
+
+    def figure():
         from ..plots.sphere import embedding_figure
 
         title = (f"{rep['loss_label']} on {rep['dataset']}, {rep['dim']}-D, {rep['epochs']:.2f} epochs, "
                  f"test acc {rep['test_acc']:.4f}")
-        write_figure(embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=trainer.data.classes,
-                                      title=title), args.out)
-        rep["out"] = args.out
-    if args.json:
-        sys.stdout.write(json.dumps(rep, indent=1, ensure_ascii=False, default=jsonable) + "\n")
-    else:
-        _print_table(rep)
-    return 0
+        return embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=trainer.data.classes,
+                                title=title)
+
+    return finish(rep, args, figure, _print_table)
 
 
 def _data(cfg: ImageConfig, download: bool):

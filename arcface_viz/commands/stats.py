@@ -13,6 +13,7 @@ import json
 
 from .. import stats as S
 from ..table3 import embeddings_report
+from .lessons import fmt
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
 def run(args: argparse.Namespace) -> int:
     data = S.load_embeddings_npz(args.embeddings)
     out = embeddings_report(data, max_pairs=args.max_pairs, seed=args.seed, bins=args.bins, far=args.far)
@@ -46,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     stats = out["angle_statistics"]
     print("Angle statistics (Table 3, degrees)")
     for row in S.TABLE3_ROWS:
-        print(f"  {row:<8}{S.TABLE3_ARROW[row]}  {_fmt(stats[row]):>7}")
+        print(f"  {row:<8}{S.TABLE3_ARROW[row]}  {fmt(stats[row]):>7}")
     if stats["skipped_classes"]:
         sk = stats["skipped_classes"]
         more = " …" if len(sk) > 10 else ""

@@ -17,7 +17,7 @@ import sys
 from .. import table3 as T
 from ..params import ParamError
 from ..stats import PAPER_TABLE3, TABLE3_ARROW, TABLE3_ROWS
-from .lessons import number
+from .lessons import fmt, number
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="cpu (default: the same numbers on every machine) or auto (CUDA/MPS when present)")
     p.add_argument("--json", action="store_true", help="print the five rows as a JSON list")
     p.set_defaults(func=run)
-
-
-def _fmt(v: float | None, width: int = 7) -> str:
-    return f"{'–':>{width}}" if v is None else f"{v:{width}.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         line = f"{stat + ' ' + TABLE3_ARROW[stat]:<11}"
         for c in cols:
             row = result.row(c)
-            line += _fmt(row.stats.get(stat) if row else None, 9) + _fmt(PAPER_TABLE3[stat][c], 9)
+            line += f"{fmt(row.stats.get(stat) if row else None):>9}{fmt(PAPER_TABLE3[stat][c]):>9}"
         print(line)
     print("Test pairs (Fig. 6/7) and verification (LFW protocol, 10 folds)")
     for row in result.rows:

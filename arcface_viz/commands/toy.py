@@ -9,13 +9,11 @@ set (degrees).  Loss parameters left out take the low-dimensional defaults of th
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..params import LOSS_SPEC, ParamError
-from .lessons import check_out, fmt, jsonable, loss_from_args, number, print_report, widths, write_figure
+from .lessons import check_out, finish, fmt, loss_from_args, number, print_report, widths
 
 if TYPE_CHECKING:
     from ..training import ToyConfig
@@ -75,34 +73,20 @@ def config_from_args(args: argparse.Namespace) -> ToyConfig:
 
 def train(cfg: ToyConfig, steps: int) -> tuple[dict[str, Any], Any]:
     """Train and measure; returns (report dict, final Snapshot)."""
-    import torch
-
-    from .. import stats
-    from ..device import describe
     t0 = time.perf_counter()
     trainer = cfg.build()
     last = min(100, steps)  # the reported loss is the mean over the last 100 steps
     if steps > last:
         trainer.advance(steps - last)
     snap = trainer.advance(last)
-    emb_tr, y_tr = trainer.embeddings("train")
-    test = trainer.embeddings("test") if trainer.has_test else (None, None)
-    weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres else None
-    angles = stats.angle_statistics(weight, emb_tr, y_tr, test[0], test[1])
+    train_set = trainer.embeddings("train")
+    test_set = trainer.embeddings("test") if trainer.has_test else None
     seconds = trainer.seconds
     report: dict[str, Any] = {
-        "dataset": cfg.dataset, "dim": trainer.config.dim, "loss": trainer.loss_fn.name,
-        "loss_label": trainer.loss_fn.info.label, "loss_params": trainer.config.resolved_loss_params(),
-        "steps": snap.step, "seconds": seconds, "steps_per_second": snap.step / seconds if seconds > 0 else None,
-        "wall_seconds": time.perf_counter() - t0,
-        "train_acc": snap.train_acc, "test_acc": snap.test_acc, "final_loss": snap.loss,
-        "min_centre_angle_deg": snap.min_centre_angle_deg,
-        "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"], "Inter": angles["Inter1"],
-        "Intra1": angles["Intra1"], "Inter1": angles["Inter1"], "Intra2": angles["Intra2"],
-        "Inter2": angles["Inter2"],
-        "n_train": int(len(y_tr)), "n_test": int(len(test[1])) if test[1] is not None else 0,
-        "device": describe(trainer.device), "num_threads": trainer.num_threads or torch.get_num_threads(),
-        "config": trainer.config.to_dict(),
+        **trainer.report(train_set, test_set), "steps_per_second": snap.step / seconds if seconds > 0 else None,
+        "wall_seconds": time.perf_counter() - t0, "train_acc": snap.train_acc, "test_acc": snap.test_acc,
+        "final_loss": snap.loss, "min_centre_angle_deg": snap.min_centre_angle_deg,
+        "n_train": int(len(train_set[1])), "n_test": int(len(test_set[1])) if test_set is not None else 0,
     }
     return report, snap
 
@@ -112,18 +96,15 @@ def run(args: argparse.Namespace) -> int:
     steps = number(args.steps, "--steps", 0, MAX_STEPS, whole=True)
     check_out(args.out)
     report, snap = train(cfg, steps)
-    if args.out:
+
+    def figure():
         from ..plots.sphere import embedding_figure
 
         title = (f"{report['loss_label']} on {report['dataset']}, {report['dim']}-D, step {report['steps']}, "
                  f"test acc {report['test_acc']:.3f}" if report["test_acc"] is not None else "")
-        write_figure(embedding_figure(snap.embeddings, snap.labels, snap.centres, title=title), args.out)
-        report["out"] = args.out
-    if args.json:
-        sys.stdout.write(json.dumps(report, indent=1, ensure_ascii=False, default=jsonable) + "\n")
-    else:
-        _print_table(report)
-    return 0
+        return embedding_figure(snap.embeddings, snap.labels, snap.centres, title=title)
+
+    return finish(report, args, figure, _print_table)
 
 
 def _print_table(r: dict[str, Any]) -> None:
