@@ -9,7 +9,12 @@ and the minimum angle between centres.
 Schedules applied before every step: margin warm-up ``margin_scale = min(1, step / warmup_steps)``
 (the margins ramp from 0), and for A-Softmax SphereFace's ``λ = max(λ_min, 1000·(1 + 0.12·step)^−1)``.
 
-Same seed ⇒ same run: :func:`build_toy_trainer` creates the model and W under ``torch.manual_seed(seed)``,
+A lesson's run is described by a :class:`LessonConfig`: :class:`ToyConfig` here, and
+:class:`~arcface_viz.image_training.ImageConfig` for images, each overriding only what differs.  The page,
+compare mode (:func:`build_compare_trainers`), the CLI and Table 3 all build their trainers through
+:meth:`LessonConfig.build`.
+
+Same seed ⇒ same run: :meth:`LessonConfig.build` creates the model and W under ``torch.manual_seed(seed)``,
 batches are drawn with the trainer's own ``torch.Generator`` and dropout uses the trainer's own saved
 global RNG state, so other code (or other visitors of the app) drawing random numbers changes nothing.
 """
@@ -583,6 +588,7 @@ class LessonConfig:
     # --- building ------------------------------------------------------------------------------
 
     def load_data(self):
+        """The lesson's data set for this config (generated or loaded)."""
         raise NotImplementedError
 
     def build_model(self, data) -> nn.Module:
@@ -591,6 +597,7 @@ class LessonConfig:
 
     @staticmethod
     def classes_in(data) -> int:
+        """The number of classes of ``data`` (rows of W)."""
         raise NotImplementedError
 
     def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
