@@ -309,9 +309,11 @@ class Trainer:
         model.train()
         loss_fn.train()
         total = torch.zeros((), device=self.device)
+        scheduled = self.warmup_steps > 0 or self._annealing  # else the values stay as _apply_pending set them
         t0 = time.perf_counter()
         for xb, yb in self.batches.take(k):
-            self._apply_schedules()
+            if scheduled:
+                self._apply_schedules()
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
