@@ -21,14 +21,18 @@ class ParamError(ValueError):
     """A value that cannot be used; the message is written for the person who typed it."""
 
 
+_NONE = {"", "none", "null"}  # how an optional parameter's "no value" is written in a URL or on the CLI
 
 
 @dataclass(frozen=True)
 class Param:
     """One control: name (URL key and CLI flag), kind, range, step, default and help text.
 
-    kind is one of ``float``, ``int``, ``bool``, ``choice`` (one of ``choices``) and ``multi``
-    (a subset of ``choices``, a comma-separated list in the URL).
+    kind is one of ``float``, ``int``, ``bool``, ``choice`` (one of ``choices``), ``multi``
+    (a subset of ``choices``, a comma-separated list in the URL), ``text`` (a string; ``min`` is its
+    shortest length) and ``list`` (a list of non-empty strings, comma-separated in the URL).
+    ``optional``: None is a value too (it means "the default of something else", e.g. the loss's own s);
+    ``min_open`` / ``max_open``: the bound itself is excluded (lr > 0, dropout < 1).
     """
 
     name: str
@@ -43,6 +47,9 @@ class Param:
     format: str | None = None  # printf-style format for sliders, e.g. "%.2f"
     labels: dict[Any, str] = field(default_factory=dict)  # display names for choices
     widget: str = ""  # "" = the kind's usual control; "number" = a number box instead of a slider; "radio"
+    optional: bool = False
+    min_open: bool = False
+    max_open: bool = False
 
     @property
     def title(self) -> str:
@@ -54,6 +61,8 @@ class Param:
     def coerce(self, value: Any) -> Any:
         """Convert and check a value (a Python value or URL/CLI text); raise ParamError if it is unusable."""
         k = self.kind
+        if self.optional and (value is None or isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
         try:
             if k == "bool":
                 if isinstance(value, str):
@@ -72,9 +81,21 @@ class Param:
                     if num != int(num):
                         raise ParamError(f"{self.title}: expected a whole number, got {value!r}")
                     num = int(num)
-                if self.min is not None and num < self.min or self.max is not None and num > self.max:
-                    raise ParamError(f"{self.title}: {value} is outside the allowed range {self.min}–{self.max}")
+                if not self.in_range(num):
+                    closed = self.min is not None and self.max is not None and not (self.min_open or self.max_open)
+                    allowed = f"{self.min}–{self.max}" if closed else self.bounds_text()
+                    raise ParamError(f"{self.title}: {value} is outside the allowed range {allowed}")
                 return num
+            if k == "text":
+                if value is None or isinstance(value, (list, tuple, dict)):
+                    raise ParamError(f"{self.title}: expected text, got {value!r}")
+                text = str(value)
+                if self.min is not None and len(text.strip()) < self.min:
+                    raise ParamError(f"{self.title}: must not be empty")
+                return text
+            if k == "list":
+                items = value.split(",") if isinstance(value, str) else list(value)
+                return [str(v).strip() for v in items if str(v).strip()]
             if k == "choice":
                 for c in self.choices:
                     if value == c or str(value) == str(c):
@@ -98,11 +119,67 @@ class Param:
             raise ParamError(f"{self.title}: cannot read {value!r} as {k}") from None
         raise ParamError(f"{self.title}: unknown parameter kind {k!r}")
 
+    def in_range(self, num: float) -> bool:
+        """Whether a number lies within ``min``/``max`` (each bound excluded when ``min_open``/``max_open``)."""
+        lo, hi = self.min, self.max
+        return not (lo is not None and (num < lo or self.min_open and num == lo)
+                    or hi is not None and (num > hi or self.max_open and num == hi))
+
+    def bounds_text(self) -> str:
+        """The allowed range in words: ``from 1 to 64``, ``in [0, 1)``, ``> 0``, ``>= 2`` ("" if unbounded)."""
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            if self.min_open or self.max_open:
+                return f"in {'(' if self.min_open else '['}{lo:g}, {hi:g}{')' if self.max_open else ']'}"
+            return f"from {lo:g} to {hi:g}"
+        if lo is not None:
+            return f"{'>' if self.min_open else '>='} {lo:g}"
+        return f"{'<' if self.max_open else '<='} {hi:g}" if hi is not None else ""
+
+    def requirement(self) -> str:
+        """What a valid value is, in words, e.g. ``an integer >= 2`` or ``true or false``."""
+        bounds = self.bounds_text()
+        what = {
+            "bool": "true or false",
+            "int": f"an integer {bounds}".strip(),
+            "float": bounds or "a number",
+            "text": "a non-empty text" if self.min else "a text",
+            "list": "a list of non-empty texts",
+            "choice": f"one of {', '.join(map(str, self.choices))}",
+            "multi": f"a list of {', '.join(map(str, self.choices))}",
+        }.get(self.kind, self.kind)
+        return f"{what} or null" if self.optional else what
+
+    def check(self, value: Any) -> Any:
+        """Strictly check a typed value, as a JSON file holds it: text is never read as a number or a flag,
+        and the message names the key (``lr must be > 0, got -1``), since that is what the user wrote."""
+        if value is None and self.optional:
+            return None
+        k = self.kind
+        if k == "choice":
+            if value in self.choices:
+                return value
+            raise ParamError(f"{self.name} {value!r} is unknown; choose one of {', '.join(map(str, self.choices))}")
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": number and isinstance(value, int) and self.in_range(value),
+            "float": number and self.in_range(value),
+            "text": isinstance(value, str) and len(value.strip()) >= (self.min or 0),
+            "list": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
+            "multi": isinstance(value, list | tuple) and all(v in self.choices for v in value),
+        }.get(k, False)
+        if not ok:
+            raise ParamError(f"{self.name} must be {self.requirement()}, got {value!r}")
+        return float(value) if k == "float" else tuple(value) if k == "multi" else value
+
     def to_text(self, value: Any) -> str:
         """The URL/CLI form of a value; :meth:`coerce` reads it back to the same value."""
+        if value is None and self.optional:
+            return "none"
         if self.kind == "bool":
             return "true" if value else "false"
-        if self.kind == "multi":
+        if self.kind in ("multi", "list"):
             return ",".join(map(str, value))
         if self.kind == "float":
             return repr(float(value))
@@ -157,6 +234,17 @@ class Spec:
         if errors:
             raise ParamError("; ".join(errors))
         return out
+
+    def check(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """:meth:`Param.check` on every value (missing ones take the default): the values that passed, and one
+        message per key that did not (every problem, for a file the user wrote).  Never raises."""
+        good, problems = {}, {}
+        for p in self.params:
+            try:
+                good[p.name] = p.check(values[p.name]) if p.name in values else p.default
+            except ParamError as exc:
+                problems[p.name] = str(exc)
+        return good, problems
 
     def from_query(self, query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Read URL parameters; a bad value falls back to its default and adds a notice (never raises)."""
