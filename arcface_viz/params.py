@@ -370,8 +370,8 @@ TOY_SPEC = Spec((
     Param("classes", "int", 8, "classes", "Number of classes (identities).", min=2, max=12, step=1),
     Param("samples", "int", 200, "samples per class", "The paper's Fig. 3 uses 1,500 per identity.",
           min=20, max=1500, step=10),
-    Param("noise", "float", 0.15, "noise", "Spread of each class in input space.", min=0.0, max=2.0, step=0.01,
-          format="%.2f"),
+    Param("noise", "float", 0.0, "noise", "Gaussian jitter (fig3) or spread of each class in input space.",
+          min=0.0, max=2.0, step=0.01, format="%.2f"),
     Param("seed", "int", 0, "seed", "Same seed, same data, same initial weights, same run.", min=0, max=99999,
           step=1, widget="number"),
     Param("dim", "choice", 2, "embedding dimension", "2: the unit circle; 3: the sphere.", choices=(2, 3),
@@ -386,7 +386,7 @@ TOY_SPEC = Spec((
           min=1, max=200, step=1),
     Param("compare", "bool", False, "Compare two losses (Fig. 3)",
           "Train a second loss side by side: same data, seed and initial weights."),
-    Param("loss_b", "choice", "norm_softmax", "second loss", "The loss drawn on the left in compare mode.",
+    Param("loss_b", "choice", "softmax", "second loss", "The loss drawn on the left in compare mode.",
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
 ))
 

@@ -2,12 +2,14 @@
 
 import streamlit as st
 
+from arcface_viz.claims import gap_readout
 from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
 from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import LIVE_KEYS, TOY_SPEC
 from arcface_viz.plots.sphere import (
+    centres_name,
     compare_figures,
     curves_figure,
     embedding_figure,
@@ -15,6 +17,7 @@ from arcface_viz.plots.sphere import (
     training_animation,
 )
 from arcface_viz.plots.style import standalone_html
+from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
 from pages._live import get_or_build, live_buttons, tick
 from pages._ui import chart, controls, page_state, sync_url
@@ -23,8 +26,9 @@ PAGE = "toy-training"
 TICK_SECONDS = 0.15
 
 st.title("Live training: toy data")
-st.caption("A small MLP maps toy data to a 2-D or 3-D embedding; each loss arranges the embeddings on the "
-           "circle or the sphere in its own way. The paper's Fig. 3 is *compare mode* on the Fig. 3 data set.")
+st.caption("A small MLP maps toy data to a 2-D or 3-D embedding, drawn normalised on the circle or the sphere. "
+           "The paper's Fig. 3 is *compare mode* (Softmax against ArcFace) on the Fig. 3 data set in 2-D; under "
+           "each figure, the gap between its closest identities.")
 SPEC = capped(TOY_SPEC)
 values = page_state(PAGE, SPEC)
 loss = values["loss"]
@@ -79,14 +83,19 @@ def draw(run: LiveSession) -> None:
     regions = [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
                if t.loss_fn.info.head == "cosine" and snap.embeddings.shape[1] == 2 else None
                for t, snap in zip(run.trainers, snaps, strict=True)]
+    rays = [centres_name(t.loss_fn.info.head) for t in run.trainers]
     if len(snaps) == 2:
-        figs = compare_figures(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions))
+        figs = compare_figures(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions),
+                               centres_labels=tuple(rays))
     else:
+        what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
         figs = [embedding_figure(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
-                                 title=f"{titles[0]}: embeddings and class centres W_j", regions=regions[0])]
-    for col, fig, i in zip(st.columns(len(figs)), figs, range(len(figs)), strict=True):
+                                 title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
+                                 centres_label=rays[0])]
+    for col, fig, snap, i in zip(st.columns(len(figs)), figs, snaps, range(len(figs)), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
+            st.caption(gap_readout(snap), help=GAP_HELP)
     for col, hist, title, i in zip(st.columns(len(snaps)), run.history, titles, range(len(snaps)), strict=True):
         with col:
             chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),

@@ -199,11 +199,12 @@ def test_presets():
 
 
 def test_lr_schedule_warmup_then_polynomial():
-    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10) == pytest.approx(0.25)  # (1 − 45/90)^2
-    assert lr_factor(99, 100, 0) == pytest.approx(1e-4)
+    # arcface_torch's one-step lag: step k uses j = max(k − 1, 0) (tests/test_arcface_torch_parity.py)
+    assert lr_factor(0, 100, 10) == lr_factor(1, 100, 10) == 0.0
+    assert lr_factor(10, 100, 10) == pytest.approx(0.9)
+    assert lr_factor(11, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(56, 100, 10) == pytest.approx(0.25)  # (1 − 45/90)^2
+    assert lr_factor(99, 100, 0) == pytest.approx(4e-4)  # (1 − 98/100)^2
 
 
 def test_held_out_sample_keeps_every_identity_training(faces):

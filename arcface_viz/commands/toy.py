@@ -3,12 +3,15 @@
 Trains the MLP of the live-training page on a toy data set (``fig3`` = the paper's Fig. 3 toy) for
 ``--steps`` optimizer steps and prints train/test accuracy, speed and the Table-3 angle statistics of the
 final model: W-EC, W-Inter, Intra = Intra1 / Inter = Inter1 on the training set, Intra2 / Inter2 on the test
-set (degrees).  Loss parameters left out take the low-dimensional defaults of the chosen loss.
+set (degrees), and ``gap_deg``, the gap between the closest neighbouring identities on the plotted sample
+(:func:`arcface_viz.stats.gap_deg`, as under the live page's figures).  Loss parameters left out take the
+low-dimensional defaults of the chosen loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +27,13 @@ MAX_STEPS = 10_000_000
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from toy_data import TOY_DATASETS
 
+    from ..stats import GAP_HELP
+
     p = sub.add_parser("toy", help="train a toy 2-D/3-D embedding with any loss; accuracy and Table-3 angles",
                        description=__doc__.splitlines()[0].replace("``", ""),
-                       epilog="example: arcface-viz toy --dataset fig3 --dim 2 --loss arcface --steps 2000 --json")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=textwrap.fill(f"gap_deg: {GAP_HELP}", 79) + "\n\n"
+                              "example: arcface-viz toy --dataset fig3 --dim 2 --loss arcface --steps 2000 --json")
     p.add_argument("--dataset", default="fig3", help=f"toy data set: {', '.join(TOY_DATASETS)} (default: fig3)")
     p.add_argument("--dim", default="2", help="embedding dimension, 2 or 3 (default: 2)")
     p.add_argument("--steps", default="2000", help="optimizer steps (default: 2000)")
@@ -73,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> ToyConfig:
 
 def train(cfg: ToyConfig, steps: int) -> tuple[dict[str, Any], Any]:
     """Train and measure; returns (report dict, final Snapshot)."""
+    from .. import stats
+
     t0 = time.perf_counter()
     trainer = cfg.build()
     last = min(100, steps)  # the reported loss is the mean over the last 100 steps
@@ -81,11 +90,15 @@ def train(cfg: ToyConfig, steps: int) -> tuple[dict[str, Any], Any]:
     snap = trainer.advance(last)
     train_set = trainer.embeddings("train")
     test_set = trainer.embeddings("test") if trainer.has_test else None
+    try:
+        gap = stats.gap_deg(snap.embeddings, snap.labels)
+    except ValueError:  # a single class in the sample, or a class whose embeddings cancel out
+        gap = None
     seconds = trainer.seconds
     report: dict[str, Any] = {
         **trainer.report(train_set, test_set), "steps_per_second": snap.step / seconds if seconds > 0 else None,
         "wall_seconds": time.perf_counter() - t0, "train_acc": snap.train_acc, "test_acc": snap.test_acc,
-        "final_loss": snap.loss, "min_centre_angle_deg": snap.min_centre_angle_deg,
+        "final_loss": snap.loss, "min_centre_angle_deg": snap.min_centre_angle_deg, "gap_deg": gap,
         "n_train": int(len(train_set[1])), "n_test": int(len(test_set[1])) if test_set is not None else 0,
     }
     return report, snap
@@ -112,5 +125,6 @@ def _print_table(r: dict[str, Any]) -> None:
         f"steps {r['steps']}  in {r['seconds']:.2f} s  ({fmt(r['steps_per_second'], '.0f')} steps/s)",
         f"train acc {fmt(r['train_acc'], '.4f')}  test acc {fmt(r['test_acc'], '.4f')}  "
         f"loss {fmt(r['final_loss'], '.4f')}",
-        f"min angle between centres {fmt(r['min_centre_angle_deg'], '.1f')}°",
+        f"min angle between centres {fmt(r['min_centre_angle_deg'], '.1f')}°  "
+        f"gap between the closest identities {fmt(r['gap_deg'], '.1f')}°",
     ])

@@ -75,11 +75,17 @@ LOG = logging.getLogger("arcface_viz.train")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, power: float = 2.0) -> float:
-    """lr / base_lr for the step after ``step`` steps: linear warm-up, then (1 − progress)^power (insightface)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
+    """lr / base_lr of optimizer step ``step`` (0-based), as arcface_torch's ``PolyScheduler``: with
+    j = max(step − 1, 0), j / warmup_steps during the warm-up, then (1 − (j − warmup) / (total − warmup))^power.
+
+    The one-step lag is arcface_torch's (its scheduler sets step 0's lr while it is built, then restarts its
+    count), so a warm-up starts with two steps at lr 0; kept so that the same config trains the same way.
+    """
+    j = max(step - 1, 0)
+    if j < warmup_steps:
+        return j / warmup_steps
     span = max(1, total_steps - warmup_steps)
-    return max(0.0, 1.0 - (step - warmup_steps) / span) ** power
+    return max(0.0, 1.0 - (j - warmup_steps) / span) ** power
 
 
 class _Replicated(nn.Module):

@@ -141,8 +141,19 @@ def _names(n: int, class_names: Sequence[str] | None) -> list[str]:
 # Embeddings on the circle / sphere (Fig. 3)
 
 
+#: Legend names of the rays: W_j is a class centre for the cosine heads; Softmax's W_j works with a bias b_j,
+#: so it is only a weight vector (the boundary depends on b_j and on the feature norm).
+CENTRES_NAME = "class centres W<sub>j</sub>"
+WEIGHTS_NAME = "class weights W<sub>j</sub> (with bias)"
+
+
+def centres_name(head: str) -> str:
+    """The legend name of the rays for a loss head ("linear": Softmax's weights, else class centres)."""
+    return WEIGHTS_NAME if head == "linear" else CENTRES_NAME
+
+
 def _centre_traces(centres: np.ndarray, names: list[str], colours: list[str], dim: int,
-                   showlegend: bool = True) -> list[dict[str, Any]]:
+                   showlegend: bool = True, name: str = CENTRES_NAME) -> list[dict[str, Any]]:
     """Rays origin → RAY_END·W_j (one trace, None-separated) and a coloured marker at each tip."""
     ok = np.isfinite(centres).all(axis=1)
     w = _unit(np.where(ok[:, None], centres, 1.0))
@@ -160,14 +171,14 @@ def _centre_traces(centres: np.ndarray, names: list[str], colours: list[str], di
     tip_colours = [colours[j] for j in idx]
     common = dict(hoverinfo="skip", legendgroup="centres")
     if dim == 2:
-        rays = dict(type="scatter", x=seg[0], y=seg[1], mode="lines", name="class centres W<sub>j</sub>",
+        rays = dict(type="scatter", x=seg[0], y=seg[1], mode="lines", name=name,
                     line=dict(color=NEUTRAL, width=2.5), showlegend=showlegend, **common)
         marks = dict(type="scatter", x=tips[:, 0], y=tips[:, 1], mode="markers", name="centre tips", showlegend=False,
                      marker=dict(size=13, symbol="diamond", color=tip_colours,
                                  line=dict(color="#333333", width=1.5)),
                      hovertext=hover, hoverinfo="text", legendgroup="centres", cliponaxis=False)
     else:
-        rays = dict(type="scatter3d", x=seg[0], y=seg[1], z=seg[2], mode="lines", name="class centres W<sub>j</sub>",
+        rays = dict(type="scatter3d", x=seg[0], y=seg[1], z=seg[2], mode="lines", name=name,
                     line=dict(color=NEUTRAL, width=6), showlegend=showlegend, **common)
         marks = dict(type="scatter3d", x=tips[:, 0], y=tips[:, 1], z=tips[:, 2], mode="markers", name="centre tips",
                      showlegend=False, marker=dict(size=7, symbol="diamond", color=tip_colours,
@@ -248,7 +259,8 @@ def _background(dim: int) -> dict[str, Any]:
 
 def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
                       class_names: Sequence[str] | None, hover_text: Sequence[str] | None,
-                      regions: dict[str, Any] | None, all_classes: bool, jitter: float) -> tuple[int, list[dict]]:
+                      regions: dict[str, Any] | None, all_classes: bool, jitter: float,
+                      centres_label: str = CENTRES_NAME) -> tuple[int, list[dict]]:
     """(d, traces): background (circle / sphere) first, then one trace per class, rays, tips, regions."""
     centres = np.asarray(centres, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] not in (2, 3):
@@ -263,7 +275,7 @@ def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.nd
     hover = None if hover_text is None else np.asarray(hover_text, dtype=object)
     traces = [_background(dim)]
     traces += _point_traces(emb, labels, centres, names, colours, dim, hover, all_classes, jitter)
-    traces += _centre_traces(centres, names, colours, dim)
+    traces += _centre_traces(centres, names, colours, dim, name=centres_label)
     if regions is not None:
         if dim == 3:
             traces = traces[1:]  # the coloured sphere replaces the faint one
@@ -275,7 +287,7 @@ def embedding_figure(embeddings: np.ndarray, labels: np.ndarray, centres: np.nda
                      class_names: Sequence[str] | None = None, title: str | None = None,
                      hover_text: Sequence[str] | None = None, *, regions: dict[str, Any] | None = None,
                      all_classes: bool = False, jitter: float = POINT_JITTER, uirevision: str = "embedding",
-                     height: int = 560) -> go.Figure:
+                     height: int = 560, centres_label: str = CENTRES_NAME) -> go.Figure:
     """Fig. 3: normalised embeddings on the unit circle (d = 2) or sphere (d = 3), centres W_j as rays.
 
     ``embeddings`` (k, d) and ``centres`` (n, d) are L2-normalised (re-normalised here to be safe);
@@ -283,10 +295,11 @@ def embedding_figure(embeddings: np.ndarray, labels: np.ndarray, centres: np.nda
     (fixed per sample index) so that a crowd of samples at one angle stays visible.  One points trace
     per class present (per class when ``all_classes``); non-finite rows are left out.
     ``regions=dict(m1=, m2=, m3=, mode=)`` adds the decision regions (see :func:`add_decision_regions`).
-    ``uirevision`` keeps the viewer's zoom and 3-D camera across live updates.
+    ``uirevision`` keeps the viewer's zoom and 3-D camera across live updates.  ``centres_label`` names the
+    rays in the legend (see :func:`centres_name`).
     """
     dim, traces = _embedding_traces(embeddings, labels, centres, class_names, hover_text, regions, all_classes,
-                                    jitter)
+                                    jitter, centres_label)
     return go.Figure(data=traces, layout=_layout(dim, title, uirevision, height))
 
 
@@ -626,22 +639,26 @@ def curves_from_history(history: Sequence[Any], **kwargs: Any) -> go.Figure:
 
 
 def _snapshot_figure(snap: Any, title: str | None, class_names: Sequence[str] | None,
-                     regions: dict[str, Any] | None, uirevision: str, height: int) -> go.Figure:
+                     regions: dict[str, Any] | None, uirevision: str, height: int,
+                     centres_label: str | None = None) -> go.Figure:
     return embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
-                            regions=regions, all_classes=True, uirevision=uirevision, height=height)
+                            regions=regions, all_classes=True, uirevision=uirevision, height=height,
+                            centres_label=centres_label or CENTRES_NAME)
 
 
 def compare_figures(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
                     class_names: Sequence[str] | None = None,
                     regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
-                    height: int = 480) -> tuple[go.Figure, go.Figure]:
+                    height: int = 480, centres_labels: tuple[str | None, str | None] = (None, None)
+                    ) -> tuple[go.Figure, go.Figure]:
     """Fig. 3: two snapshots as two embedding figures with identical axes, size, colours and legend.
 
     Each snapshot needs ``embeddings, labels, centres``; ``regions`` optionally adds each side's
-    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``.
+    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``; ``centres_labels`` name
+    each side's rays (None: class centres; see :func:`centres_name`).
     """
-    figs = (_snapshot_figure(left, titles[0], class_names, regions[0], "compare-left", height),
-            _snapshot_figure(right, titles[1], class_names, regions[1], "compare-right", height))
+    figs = (_snapshot_figure(left, titles[0], class_names, regions[0], "compare-left", height, centres_labels[0]),
+            _snapshot_figure(right, titles[1], class_names, regions[1], "compare-right", height, centres_labels[1]))
     for fig in figs:  # legends below: a longer legend on one side must not shrink its circle
         fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.5, "xanchor": "center"})
     return figs
