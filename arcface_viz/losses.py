@@ -64,10 +64,11 @@ from .margin import (
     Margin,
     MarginInput,
     MarginOut,
+    autocast_on,
     cosines,
     declare_param,
-    float32_head,
     margin_cross_entropy,
+    no_autocast,
     register_loss,
     theta,
 )
@@ -298,9 +299,11 @@ _register_regularised("arcface", ("triplet",))
 
 def triplet_term(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Angular batch-hard triplet: mean over anchors of max(0, θ_ap(hardest) + margin − θ_an(hardest))."""
-    with float32_head(embeddings):
-        x = F.normalize(embeddings.float(), dim=1)
-        angles = theta(x @ x.t())
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return triplet_term(embeddings, labels, margin)
+    x = F.normalize(embeddings.float(), dim=1)
+    angles = theta(x @ x.t())
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     pos = torch.where(same & ~eye, angles, torch.zeros_like(angles)).amax(dim=1)
@@ -360,10 +363,9 @@ class MarginLoss(Margin):
         """The logits that feed the cross entropy, with the margin on the target class when labels are given.
 
         Reads the margin's state but never updates it (only a training ``forward`` does)."""
-        with float32_head(embeddings):
-            return self._logits(embeddings.float(), labels)
-
-    def _logits(self, embeddings: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.logits(embeddings, labels)
         head = self.info.head
         if head == "linear":
             return F.linear(embeddings.float(), self.weight.float(), self.bias.float())
@@ -376,10 +378,10 @@ class MarginLoss(Margin):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean loss over the batch: cross entropy of :meth:`logits` plus the regularisers (float32, also under
         autocast)."""
-        with float32_head(embeddings):
-            return self._forward(embeddings.float(), labels.long())
-
-    def _forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.forward(embeddings.float(), labels)
+        labels = labels.long()
         head = self.info.head
         if head == "centroid":
             self._update_centroids(embeddings, labels)

@@ -28,7 +28,6 @@ its own s and m.  State buffers have shape ``batch_shape + (1, 1)`` (a scalar fo
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -466,14 +465,18 @@ class Margin(nn.Module):
 # ------------------------------------------------------------------------------- cross entropy, two ways
 
 
-def float32_head(t: torch.Tensor) -> contextlib.AbstractContextManager:
-    """A context in which the loss head computes in float32 even inside ``torch.autocast`` (on ``t``'s device).
+def autocast_on(t: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``t``'s device.  Every loss entry point (:func:`cosines`, the fused
+    node, ``MarginLoss.forward`` and ``logits``, :func:`~arcface_viz.losses.triplet_term`) then calls itself again
+    inside :func:`no_autocast`: under fp16/bf16 autocast a matmul's cosines near ±1 round to exactly ±1, past the
+    clamp to 1 − 1e-6, where arccos' is infinite.  (Partial FC's big matmul may use autocast: it clamps in float32
+    afterwards.)  Checked, not entered, on the hot path: one C call when autocast is off."""
+    return torch.is_autocast_enabled(t.device.type)
 
-    Under fp16/bf16 autocast a matmul's cosines near ±1 round to exactly ±1, past the clamp to 1 − 1e-6, where
-    arccos' is infinite; every loss entry point (:func:`cosines`, the fused node, ``MarginLoss.forward``)
-    therefore leaves autocast off.  Partial FC's big matmul may still use it: it clamps in float32 afterwards."""
-    device = t.device.type
-    return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+
+def no_autocast(t: torch.Tensor) -> torch.autocast:
+    """The context that switches autocast off on ``t``'s device (see :func:`autocast_on`)."""
+    return torch.autocast(t.device.type, enabled=False)
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -483,10 +486,12 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 
 def cosines(embeddings: torch.Tensor, centres: torch.Tensor, k: int = 1) -> torch.Tensor:
     """cos θ_j (…, B, C) between normalised embeddings (…, B, d) and centres (…, C·K, d), max over sub-centres."""
-    with float32_head(embeddings):
-        x = F.normalize(embeddings.float(), dim=-1)
-        w = F.normalize(centres.float(), dim=-1)
-        return subcentre_max(x @ w.transpose(-1, -2), k)[0]
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return cosines(embeddings, centres, k)
+    x = F.normalize(embeddings.float(), dim=-1)
+    w = F.normalize(centres.float(), dim=-1)
+    return subcentre_max(x @ w.transpose(-1, -2), k)[0]
 
 
 def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor,
@@ -500,15 +505,16 @@ def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torc
     """
     if labels.dtype != torch.long:
         labels = labels.long()
-    with float32_head(embeddings):
-        if margin.info.fused if fused is None else fused:
-            return _MarginCE.apply(_full(embeddings), _full(centres), labels, margin)
-        cos = cosines(embeddings, centres, margin.centres)
-        logits, extra = margin.margin_logits(cos, labels, norms=margin.feature_norms(embeddings),
-                                             update=margin.training)
-        targets = labels.expand(cos.shape[:-1])
-        loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
-        return loss.mean(-1) if extra is None else loss.mean(-1) + extra
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return margin_cross_entropy(margin, embeddings, centres, labels, fused=fused)
+    if margin.info.fused if fused is None else fused:
+        return _MarginCE.apply(_full(embeddings), _full(centres), labels, margin)
+    cos = cosines(embeddings, centres, margin.centres)
+    logits, extra = margin.margin_logits(cos, labels, norms=margin.feature_norms(embeddings), update=margin.training)
+    targets = labels.expand(cos.shape[:-1])
+    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape).mean(-1)
+    return loss if extra is None else loss + extra
 
 
 def _project(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
@@ -551,11 +557,9 @@ class _MarginCE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        with float32_head(grad):  # a backward called inside autocast: its matmuls stay float32 too
-            return _MarginCE._backward(ctx, grad.float())
-
-    @staticmethod
-    def _backward(ctx, grad):
+        if autocast_on(grad):  # a backward called inside autocast: its matmuls stay float32 too
+            with no_autocast(grad):
+                return _MarginCE.backward(ctx, grad.float())
         x, xn, w, wn, log_p, cols = ctx.saved_tensors
         out, up = ctx.out, grad if grad.dim() == 0 else grad[..., None, None]
         g = log_p.exp()
