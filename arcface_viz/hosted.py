@@ -62,6 +62,20 @@ def capped(spec: Spec, lim: Limits | None = None) -> Spec:
     return Spec(tuple(params))
 
 
+#: Modules that libraries import lazily, from whichever thread needs them first.  Streamlit runs each visitor's
+#: script in a thread of its own, and a module that one thread is still importing is already in sys.modules,
+#: where plotly's validators find it half-initialised from another visitor's thread ("partially initialized
+#: module 'pandas' has no attribute 'Series'").
+LAZY_IMPORTS = ("pandas", "pyarrow", "plotly.graph_objects")
+
+
+def import_lazy_modules() -> list[str]:
+    """Import :data:`LAZY_IMPORTS` now (once per server, before visitors' threads race to); the names imported."""
+    import importlib
+
+    return [importlib.import_module(name).__name__ for name in LAZY_IMPORTS]
+
+
 @functools.cache
 def _libc():
     """glibc through ctypes, or None (macOS, Windows, musl: the calls below then do nothing)."""

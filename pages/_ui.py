@@ -7,7 +7,9 @@ The core (arcface_viz/) never imports Streamlit; this module is the only place t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
@@ -166,19 +168,35 @@ def chart(fig: Any, key: str, *, file_name: str | None = None) -> None:
                            mime="text/html", key=f"{key}:html", icon=":material/download:", on_click="ignore")
 
 
+_frame = threading.local()  # .active: app.py is running a page on this thread (see app_frame)
+
+
+@contextmanager
+def framed() -> Iterator[None]:
+    """app.py runs the page inside this block, so the page can tell that it is inside the app's frame."""
+    _frame.active = True
+    try:
+        yield
+    finally:
+        _frame.active = False
+
+
 def app_frame() -> None:
     """Make sure the page runs inside app.py's navigation and sidebar.
 
     Until some session has run app.py, Streamlit serves a request through its legacy ``pages/`` folder
     mode and runs the page file on its own. Leave that mode and rerun: app.py then routes the same URL.
-    (Uses Streamlit's PagesManager flag, which st.navigation itself sets the same way.  AppTest resets the
-    flag on every run, so under AppTest each page run passes through here once: use on_click callbacks,
-    whose effect survives the rerun, rather than ``if st.button(...)``.)
+    Whether this run is inside app.py is asked of this thread (:func:`framed`), not of Streamlit's
+    process-wide PagesManager flag: when several visitors open a fresh server at once, the first one to get
+    here clears that flag while the others are already running their page on its own, and those then went
+    on without app.py's frame (its sidebar, its once-per-server set-up).  Under AppTest the flag is reset on
+    every run, so each page run passes through here once: use on_click callbacks, whose effect survives the
+    rerun, rather than ``if st.button(...)``.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:  # True only when app.py's st.navigation has not run in this run
-        PagesManager.uses_pages_directory = False
+    if not getattr(_frame, "active", False):
+        PagesManager.uses_pages_directory = False  # as st.navigation itself sets it
         st.rerun()
 
 
