@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import streamlit as st
 
 from arcface_viz.hosted import limits, release_memory
-from arcface_viz.live import LiveSession
+from arcface_viz.live import PACER, Extras, LiveSession, Run, watch
 
 
 def _key(page: str) -> str:
@@ -17,24 +18,33 @@ def _key(page: str) -> str:
 
 def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, Any]], list],
                  live_keys: Iterable[str], apply_live: Callable[[LiveSession, dict[str, Any]], None],
-                 max_steps: int | None = None) -> LiveSession | None:
-    """The page's session, built on first use or rebuilt while it has not started.
+                 max_steps: int | None = None, extras: Extras | None = None) -> LiveSession | None:
+    """The page's session: a view of the run that every visitor with exactly these settings watches (built by
+    the first of them), or of a run of its own once the visitor changed a setting mid-run.
 
-    A structural change (data, dimension, loss, seed) after training started does not throw the run
-    away: the page says Reset applies it.  Other settings apply at the next step.  A setting that cannot
-    be built shows its message and returns None.
+    Before Train, any change picks the run for the new settings.  A structural change (data, dimension, loss,
+    seed) after training started does not throw the run away: the page says Reset applies it.  Other settings
+    apply at the next step, to a run of the visitor's own (forked at the frame on screen if others share it).
+    A setting that cannot be built shows its message and returns None.  ``extras(trainers, snapshots)``: what
+    the page reads from the trainers at each frame (see arcface_viz.live.Run).
     """
     max_steps = max_steps or limits().max_steps  # a run pauses itself there; Reset starts over
     live = set(live_keys)
     structure = {k: v for k, v in values.items() if k not in live}
     sess: LiveSession | None = st.session_state.get(_key(page))
-    if sess is None or (sess.step == 0 and not sess.running and sess.changed(structure)):
+    if sess is None or (sess.step == 0 and not sess.running and sess.settings != values):
+        settings = dict(values)
+
+        def make() -> Run:
+            return Run(build(settings), max_steps=max_steps, extras=extras, factory=lambda: build(settings))
+
         try:
-            sess = LiveSession(build(values), structure, max_steps=max_steps)
+            sess = watch((page, max_steps, *sorted((k, repr(v)) for k, v in settings.items())), make, structure)
         except ValueError as exc:  # includes data-set errors: a message, never a traceback
             st.error(f"These settings cannot be trained: {exc}", icon=":material/error:")
             st.session_state.pop(_key(page), None)
             return None
+        sess.settings = settings
         st.session_state[_key(page)] = sess
         release_memory()  # the data loading and first evaluation's temporaries
         return sess
@@ -42,8 +52,10 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
     if changed:
         st.info(f"You changed **{', '.join(changed)}**: press **Reset** to train with it. The current run "
                 "goes on with the previous setting.", icon=":material/restart_alt:")
-    else:
+    elif values != sess.settings:
+        sess.own()  # others watching this run keep theirs
         apply_live(sess, values)
+        sess.settings = dict(values)
     return sess
 
 
@@ -85,10 +97,17 @@ def live_buttons(page: str, sess: LiveSession, steps: int) -> None:
     c4.caption(note)
 
 
-def tick(sess: LiveSession, steps: int) -> None:
-    """One frame of a running session; when it reaches its step limit the whole page reruns once."""
-    if sess.running:
-        sess.advance(steps)
-        release_memory()
-        if not sess.running:
-            st.rerun()
+def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[LiveSession], None]) -> None:
+    """One frame of the live fragment: a running session moves on (see arcface_viz.live.Pacer: the frames of all
+    visitors take turns, and a visitor whose turn came late skips frames), then ``draw``.  When the run reaches
+    its step limit the whole page reruns once (its buttons change)."""
+    was_running = sess.running
+    with PACER.turn():
+        if sess.running:
+            due, train = PACER.frames(sess.shown_at, interval)
+            sess.advance(steps, frames=due, train=train)
+            sess.shown_at = time.monotonic()
+            release_memory()
+        draw(sess)
+    if was_running and not sess.running:
+        st.rerun()

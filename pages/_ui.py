@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from arcface_viz.losses import LOSSES, loss_defaults
@@ -153,19 +154,35 @@ def presenter_on() -> bool:
     return bool(st.session_state.get("presenter"))
 
 
-def chart(fig: Any, key: str, *, file_name: str | None = None) -> None:
-    """Draw a plotly figure: projector styling when presenting, PNG from the toolbar's camera button,
-    and an interactive HTML download when exports are switched on."""
-    from arcface_viz.plots.style import presenter_style, standalone_html
+class _Plain(go.Figure):
+    """A figure already in the browser's form (a dict from :func:`arcface_viz.plots.style.wire`).
+    st.plotly_chart asks a plotly Figure for ``to_dict()``; this one hands the dict back as it is, where a
+    Figure would validate every property of every trace again, on every frame of every visitor."""
 
+    def __init__(self, spec: dict[str, Any]) -> None:  # no go.Figure.__init__: there is nothing to validate
+        self._spec = spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._spec
+
+
+def chart(fig: go.Figure | dict[str, Any], key: str, *, file_name: str | None = None, **kwargs: Any) -> Any:
+    """Draw a plotly figure (a Figure, or a dict in the browser's form): projector styling when presenting, PNG
+    from the toolbar's camera button, and an interactive HTML download when exports are switched on.
+    ``kwargs`` go to st.plotly_chart (on_select, selection_mode, …); its return value is returned."""
+    from arcface_viz.plots.style import presenter_spec, presenter_style, standalone_html
+
+    plain = isinstance(fig, dict)
     if presenter_on():
-        fig = presenter_style(fig)
+        fig = presenter_spec(fig) if plain else presenter_style(fig)
     name = file_name or key
-    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
-        "format": "png", "filename": name, "scale": 2}})
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    out = st.plotly_chart(_Plain(fig) if plain else fig, key=key, config=config, **kwargs)
     if st.session_state.get("exports"):
-        st.download_button("Download as interactive HTML", standalone_html(fig, name), file_name=f"{name}.html",
-                           mime="text/html", key=f"{key}:html", icon=":material/download:", on_click="ignore")
+        st.download_button("Download as interactive HTML", standalone_html(go.Figure(fig) if plain else fig, name),
+                           file_name=f"{name}.html", mime="text/html", key=f"{key}:html",
+                           icon=":material/download:", on_click="ignore")
+    return out
 
 
 _frame = threading.local()  # .active: app.py is running a page on this thread (see app_frame)
