@@ -25,7 +25,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,14 +64,16 @@ class Run:
     ``max_steps``: the run pauses its viewers there.  ``extras(trainers, snapshots)``: what the page reads from
     the trainers at each frame (stored with it).  ``factory()``: new trainers equal to this run's at step 0 (its
     settings, its seed), from which :meth:`LiveSession.own` re-trains a fork.  ``frames``: the frames so far,
-    for trainers that are already past step 0 (a fork).  Thread-safe: frames are made
+    for trainers that are already past step 0 (a fork).  ``batch``: runs of other seeds that train in the same
+    batched steps as this one (:class:`Batch`).  Thread-safe: frames are made
     under the run's lock, one visitor at a time; reading a frame that exists needs no lock.
     """
 
     MEMO_SIZE = 48  # figures kept per run: frames that visitors a few seconds apart still show
 
     def __init__(self, trainers: Sequence[Any], *, max_steps: int | None = None, extras: Extras | None = None,
-                 factory: Callable[[], Sequence[Any]] | None = None, frames: Sequence[Frame] | None = None) -> None:
+                 factory: Callable[[], Sequence[Any]] | None = None, frames: Sequence[Frame] | None = None,
+                 batch: Batch | None = None) -> None:
         self.trainers = list(trainers)
         self.max_steps = max_steps
         self.extras = extras
@@ -83,6 +85,9 @@ class Run:
         self._memo: OrderedDict[Hashable, Any] = OrderedDict()
         # frames: the ones so far when the trainers are already past step 0 (a fork)
         self.frames: list[Frame] = list(frames) if frames else [self._frame([t.snapshot() for t in self.trainers])]
+        self.batch = batch if batch is not None and batch.admits(self) else None
+        if self.batch is not None:
+            self.batch.runs.add(self)
 
     def _frame(self, snaps: list[Any]) -> Frame:
         return Frame(tuple(snaps), tuple(s.summary() for s in snaps),
@@ -100,13 +105,28 @@ class Run:
     def produce(self, i: int, steps: int) -> int:
         """Make frames up to frame i, ``steps`` optimizer steps each (fewer at the step limit), unless someone
         has already; the index of the newest frame ≤ i that exists (the step limit can stop short of i)."""
+        while self.head < i and not self.done:
+            k = steps if self.max_steps is None else min(steps, self.max_steps - self.frames[-1].step)
+            if self.batch is not None and k == steps:
+                self.batch.produce(self, k)  # this run's next frame, and the next frame of others waiting for one
+            else:
+                with self.lock:
+                    if self.head < i and not self.done:
+                        self.append([t.advance(k) for t in self.trainers])
+        return min(i, self.head)
+
+    def append(self, snaps: list[Any]) -> None:
+        """Add the frame the trainers are at now, ``snaps`` their snapshots (under the lock)."""
         with self.lock:
-            while self.head < i and not self.done:
-                k = steps if self.max_steps is None else min(steps, self.max_steps - self.frames[-1].step)
-                self.frames.append(self._frame([t.advance(k) for t in self.trainers]))
-                if self.head % 8 == 0:
-                    self._drop_unseen()
-            return min(i, self.head)
+            self.frames.append(self._frame(snaps))
+            if self.head % 8 == 0:
+                self._drop_unseen()
+
+    @property
+    def waited_on(self) -> bool:
+        """A running viewer shows this run's newest frame: it will ask for the next one."""
+        with self.lock:
+            return not self.done and any(v.running and v.cursor == self.head for v in list(self.viewers))
 
     def join(self, viewer: LiveSession) -> bool:
         """Add a viewer at frame 0; False if this run can no longer show frame 1 onwards."""
@@ -140,6 +160,60 @@ class Run:
             while len(self._memo) > self.MEMO_SIZE:
                 self._memo.popitem(last=False)
         return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs of different seeds trained together
+
+
+class Batch:
+    """Runs that differ only in what :mod:`arcface_viz.batched` lets differ (seed, …), trained in the same
+    batched steps: when one of them needs its next frame, every other one that a running viewer is waiting on
+    gets its next frame from the same computation (30 seeds cost about as much as a few).  A run alone in its
+    batch trains through its trainer's own ``advance``: bit-identical to a run alone.  Runs of one trainer
+    (not compare mode) whose trainer is :func:`~arcface_viz.batched.batchable` only."""
+
+    def __init__(self) -> None:
+        self.runs: weakref.WeakSet[Run] = weakref.WeakSet()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def admits(run: Run) -> bool:
+        from .batched import batchable
+
+        return len(run.trainers) == 1 and batchable(run.trainers[0])
+
+    def produce(self, run: Run, k: int) -> None:
+        """The next frame of ``run`` and of the other runs waited on, ``k`` steps each."""
+        from .batched import advance_together, compatible
+
+        with self.lock:
+            others = [r for r in list(self.runs) if r is not run and r.batch is self and r.waited_on
+                      and (r.max_steps is None or r.max_steps - r.frames[-1].step >= k)]
+            members = [run, *(r for r in others if compatible([run.trainers[0], r.trainers[0]]))]
+            with ExitStack() as locks:
+                for r in members:
+                    locks.enter_context(r.lock)
+                snaps = advance_together([r.trainers[0] for r in members], k)
+                for r, snap in zip(members, snaps, strict=True):
+                    r.append([snap])
+
+    def leave(self, run: Run) -> None:
+        self.runs.discard(run)
+        run.batch = None
+
+
+_BATCHES: weakref.WeakValueDictionary[Hashable, Batch] = weakref.WeakValueDictionary()
+_BATCHES_LOCK = threading.Lock()
+
+
+def batch_for(key: Hashable) -> Batch:
+    """The batch of runs whose settings match ``key`` (all but the ones a batch lets differ)."""
+    with _BATCHES_LOCK:
+        batch = _BATCHES.get(key)
+        if batch is None:
+            batch = _BATCHES[key] = Batch()
+        return batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +331,8 @@ class LiveSession:
     @property
     def others(self) -> int:
         """How many other visitors watch this run (0 for a run of one's own)."""
-        return max(0, len(self.run.viewers) - 1) if self.run.key is not None else 0
+        with self.run.lock:
+            return max(0, len(self.run.viewers) - 1) if self.run.key is not None else 0
 
     @property
     def behind(self) -> int:
@@ -279,8 +354,15 @@ class LiveSession:
 
     def advance(self, k: int, frames: int = 1, train: int | None = None) -> None:
         """Show ``frames`` frames later, training them (``k`` optimizer steps each) only where nobody has yet,
-        and at most ``train`` of them (all by default); stops at the step limit (and pauses)."""
+        and at most ``train`` of them (all by default); stops at the step limit (and pauses).
+
+        Skipping several frames lands on a multiple of the largest power of two ≤ ``frames``, so visitors who
+        skip show the same frames, whose figures are then built once (:meth:`Run.memo`)."""
         train = frames if train is None else train
+        if frames > 1:
+            grid = 1 << (frames.bit_length() - 1)
+            target = self.cursor + frames
+            frames = max(1, target - target % grid - self.cursor)
         for _ in range(frames):
             if self.finished:
                 break
@@ -315,6 +397,8 @@ class LiveSession:
             alone = set(run.viewers) == {self} and self.cursor == run.head
         if alone:
             unshare(run)
+            if run.batch is not None:  # its settings are about to differ from its batch's
+                run.batch.leave(run)
             return run.trainers
         if run.factory is None:
             raise RuntimeError("this run has no factory to fork from")

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from arcface_viz.hosted import limits, release_memory
-from arcface_viz.live import PACER, Extras, LiveSession, Run, watch
+from arcface_viz.live import PACER, Extras, LiveSession, Run, batch_for, watch
 
 
 def _key(page: str) -> str:
@@ -18,7 +18,8 @@ def _key(page: str) -> str:
 
 def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, Any]], list],
                  live_keys: Iterable[str], apply_live: Callable[[LiveSession, dict[str, Any]], None],
-                 max_steps: int | None = None, extras: Extras | None = None) -> LiveSession | None:
+                 max_steps: int | None = None, extras: Extras | None = None,
+                 batch_by: Iterable[str] = ("seed",)) -> LiveSession | None:
     """The page's session: a view of the run that every visitor with exactly these settings watches (built by
     the first of them), or of a run of its own once the visitor changed a setting mid-run.
 
@@ -26,7 +27,8 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
     seed) after training started does not throw the run away: the page says Reset applies it.  Other settings
     apply at the next step, to a run of the visitor's own (forked at the frame on screen if others share it).
     A setting that cannot be built shows its message and returns None.  ``extras(trainers, snapshots)``: what
-    the page reads from the trainers at each frame (see arcface_viz.live.Run).
+    the page reads from the trainers at each frame (see arcface_viz.live.Run).  Runs whose settings differ only
+    in ``batch_by`` train in the same batched steps where their trainers allow it (arcface_viz.live.Batch).
     """
     max_steps = max_steps or limits().max_steps  # a run pauses itself there; Reset starts over
     live = set(live_keys)
@@ -34,12 +36,15 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
     sess: LiveSession | None = st.session_state.get(_key(page))
     if sess is None or (sess.step == 0 and not sess.running and sess.settings != values):
         settings = dict(values)
+        key = (page, max_steps, *sorted((k, repr(v)) for k, v in settings.items()))
+        batch_key = tuple(item for item in key[2:] if item[0] not in set(batch_by))
 
         def make() -> Run:
-            return Run(build(settings), max_steps=max_steps, extras=extras, factory=lambda: build(settings))
+            return Run(build(settings), max_steps=max_steps, extras=extras, factory=lambda: build(settings),
+                       batch=batch_for((page, max_steps, batch_key)))
 
         try:
-            sess = watch((page, max_steps, *sorted((k, repr(v)) for k, v in settings.items())), make, structure)
+            sess = watch(key, make, structure)
         except ValueError as exc:  # includes data-set errors: a message, never a traceback
             st.error(f"These settings cannot be trained: {exc}", icon=":material/error:")
             st.session_state.pop(_key(page), None)

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from arcface_viz.live import LiveSession, Pacer, Run, RunGone, shared_run, thin, watch
+from arcface_viz.live import Batch, LiveSession, Pacer, Run, RunGone, shared_run, thin, watch
 from arcface_viz.training import build_toy_trainer, reconfigure
 
 STEPS = 10  # optimizer steps per frame
@@ -51,10 +51,12 @@ def test_visitors_sharing_a_run_each_see_the_lone_run_bit_for_bit():
     key = ("test-share", 1)
     a, b = watch(key, make, {}), watch(key, make, {})
     assert a.run is b.run and a.others == 1 and "Shared run" in a.note()
-    a.advance(STEPS, frames=6)  # a runs ahead and trains 6 frames
-    b.advance(STEPS)  # b replays frame 1, skips on by 3 (a late turn), then trains past a
-    b.advance(STEPS, frames=3)
-    b.advance(STEPS, frames=4)
+    for _ in range(6):  # a runs ahead and trains 6 frames
+        a.advance(STEPS)
+    b.advance(STEPS)  # b replays frame 1, skips on by 3 to frame 4 (a late turn; frames 2 and 4 are on the
+    b.advance(STEPS, frames=3)  # grid of 2), then trains past a to frame 8 (on the grid of 4)
+    assert b.cursor == 4 and b.kept == [0, 1, 2, 3, 4]
+    b.advance(STEPS, frames=5)
     assert (a.cursor, b.cursor, a.run.head) == (6, 8, 8) and "Replayed" not in (b.note() or "")
     want = lone(8)
     for sess in (a, b):
@@ -68,7 +70,8 @@ def test_a_visitor_who_changes_a_setting_gets_a_fork_and_the_others_keep_their_r
     key = ("test-fork", 1)
     a, b = watch(key, make, {}), watch(key, make, {})
     a.advance(STEPS, frames=8)
-    b.advance(STEPS, frames=5)
+    for _ in range(5):
+        b.advance(STEPS)
     shared = a.run
     trainers = b.own()  # b is behind a: a fork at b's frame, re-trained to it
     assert b.run is not shared and b.step == 5 * STEPS and a.run is shared and b not in set(shared.viewers)
@@ -188,3 +191,24 @@ def test_pacer_catches_up_by_whole_intervals_and_trains_them_only_when_idle():
     pacer._busy = [(99.0, 100.5)]  # busy 1.5 of the last 2 s
     assert pacer.busy(now=100.5) == pytest.approx(0.75)
     assert pacer.frames(100.0, 0.15, now=100.5) == (3, 1)  # a busy server: replayed frames only
+
+
+def test_runs_of_other_seeds_train_in_one_batch_and_each_is_its_lone_run():
+    batch = Batch()
+    seeds = [dict(SETTINGS, seed=s) for s in (11, 12, 13)]
+    runs = [Run(build(s), max_steps=200, batch=batch) for s in seeds]
+    views = [LiveSession(r, {}) for r in runs]
+    assert len(batch.runs) == 3
+    views[0].running = views[1].running = True  # the third visitor has not pressed Train
+    views[0].advance(STEPS)  # one batched step: the next frame of every run waited on
+    assert [r.head for r in runs] == [1, 1, 0]
+    views[1].advance(STEPS)  # already there: nothing trained
+    views[2].running = True
+    views[2].advance(STEPS)  # its next frame, and the next of the two others (their viewers wait for them)
+    assert [r.head for r in runs] == [2, 2, 1]
+    for _ in range(4):
+        for v in views:
+            v.advance(STEPS)
+    for run, s in zip(runs, seeds, strict=True):
+        want = lone(run.head, s)
+        assert run.head >= 5 and all(same(f.snaps[0], w) for f, w in zip(run.frames, want, strict=True))
