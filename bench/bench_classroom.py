@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -304,6 +305,9 @@ class Servers:
             self.proc = subprocess.Popen(cmd, cwd=app_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         wait_healthy(self.base)
+        # each app process directly (serve-classroom.sh puts them on the ports after nginx's)
+        self.backends = [self.base] if processes == 1 else [f"http://127.0.0.1:{port + i}"
+                                                             for i in range(1, processes + 1)]
         self.pids = [self.proc.pid] if processes == 1 else self._app_pids()
         self.cpu0 = self.cpu_seconds()
 
@@ -356,12 +360,13 @@ async def teacher_visit(base: str, link: str) -> None:
 
 
 async def classroom(base: str, links: list[str], spread: float, train_seconds: float,
-                    teacher: bool = True) -> list[Result]:
+                    teacher: Sequence[str] = ()) -> list[Result]:
     """Visitor i opens links[i] at i·spread/N seconds, presses Train once loaded, watches ``train_seconds``.
 
-    ``teacher``: first the teacher opens the first link (and does not train), as before a lesson."""
-    if teacher:
-        await teacher_visit(base, links[0])
+    ``teacher``: addresses of app processes the teacher opens the first link on before the lesson (without
+    training): a process's first visit imports torch and the rest, a few seconds."""
+    for address in teacher:
+        await teacher_visit(address, links[0])
     visitors = [Visitor(base, link, f"v{i:02d}") for i, link in enumerate(links)]
     t0 = time.monotonic()
 
@@ -391,7 +396,9 @@ def report(title: str, results: list[Result], servers: Servers, wall: float, tra
         last = r.frames[-1].step if r.frames else 0
         print(f"{r.name:8s} {r.load_s:7.2f} {r.first_frame_s():11.2f} {u:9.2f} {gap:9.2f} {s:8.1f} {r.to_99_s():8.2f} "
               f"{last:9d}  {'; '.join(r.errors) or '-'}")
-    cpu = (servers.cpu_seconds() - servers.cpu0) / wall
+    cpu_s = servers.cpu_seconds() - servers.cpu0
+    cpu = cpu_s / wall
+    updates = sum(len(r.frames) for r in results)
     peaks = servers.peak_mb()
     to99 = [r.to_99_s() for r in results]
     summary = {
@@ -402,7 +409,8 @@ def report(title: str, results: list[Result], servers: Servers, wall: float, tra
         "slowest to 99% s": max(to99),
         "never 99%": sum(t != t for t in to99),
         "errors": sum(len(r.errors) for r in results),
-        "server peak MB": max(peaks), "server CPU cores": cpu, "load client CPU cores": client_cpu / wall,
+        "server peak MB": max(peaks), "server CPU cores": cpu,
+        "server CPU ms per update": 1000 * cpu_s / max(1, updates), "load client CPU cores": client_cpu / wall,
     }
     print("summary: " + " · ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
           + (f" · peaks per process {', '.join(f'{p:.0f}' for p in peaks)} MB" if len(peaks) > 1 else ""))
@@ -418,7 +426,8 @@ def run_class(args, n: int, processes: int, title: str) -> dict[str, float]:
     try:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
-        results = asyncio.run(classroom(servers.base, links, args.spread, args.train_seconds, not args.cold))
+        results = asyncio.run(classroom(servers.base, links, args.spread, args.train_seconds,
+                                        () if args.cold else servers.backends))
         wall = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
@@ -431,37 +440,53 @@ def run_class(args, n: int, processes: int, title: str) -> dict[str, float]:
 # The client against a real browser
 
 
-def browser_visitor(base: str, link: str, train_seconds: float) -> Result:
-    """One Chromium tab: load, click Train, read the status line on screen every 50 ms."""
+def browser_visitor(base: str, link: str, train_seconds: float) -> tuple[Result, int]:
+    """One Chromium tab: load, click Train; the frames its websocket received (the status line each carried, as
+    the protocol client reads them) and how many of them it showed (the status line on screen, read every
+    50 ms)."""
     from playwright.sync_api import sync_playwright
 
-    res = Result("chromium")
+    res, shown = Result("chromium"), set()
+
+    def received(payload: bytes | str) -> None:
+        msg = ForwardMsg()
+        msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode("latin-1"))
+        if msg.WhichOneof("type") == "delta" and msg.delta.new_element.WhichOneof("type") == "markdown":
+            m = STATUS.match(msg.delta.new_element.markdown.body)
+            step = int(m["step"].replace(",", "")) if m else None
+            if m and res.clicked is not None and (not res.frames or res.frames[-1].step != step):
+                res.frames.append(Frame(time.monotonic() - res.clicked, step, float(m["test"])))
+
+    def sent(payload: bytes | str) -> None:
+        msg = BackMsg()
+        msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode("latin-1"))
+        if msg.WhichOneof("type") == "rerun_script":
+            res.sent += 1
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("websocket", lambda ws: (ws.on("framereceived", received), ws.on("framesent", sent)))
         t0 = time.monotonic()
         page.goto(f"{base}/{link}")
-        train = page.locator('[class*="-train"] button')
+        key = link.partition("?")[0].strip("/").replace("_", "-")  # the page's widget-key prefix (toy-training)
+        train = page.locator(f".st-key-{key}-train button")
         train.wait_for(timeout=120_000)
         page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
                                ".getAttribute('data-test-script-state') === 'notRunning'", timeout=120_000)
         res.load_s = time.monotonic() - t0
+        res.sent = 0
         res.clicked = time.monotonic()
         train.click()
-        last = None
         while time.monotonic() - res.clicked < train_seconds + 0.5:
-            texts = page.locator('[data-testid="stMarkdownContainer"]').all_inner_texts()
-            for text in texts:
-                m = re.match(r"^(?P<loss>.+?) — step (?P<step>[\d,]+) · .*?· test (?P<test>[\d.]+)%", text)
+            for text in page.locator('[data-testid="stMarkdownContainer"]').all_inner_texts():
+                m = re.match(r"^.+? — step (?P<step>[\d,]+) · ", text)
                 if m:
-                    step = int(m["step"].replace(",", ""))
-                    if step != last:
-                        last = step
-                        res.frames.append(Frame(time.monotonic() - res.clicked, step, float(m["test"])))
+                    shown.add(int(m["step"].replace(",", "")))
                     break
             page.wait_for_timeout(50)
         browser.close()
-    return res
+    return res, len(shown)
 
 
 def validate(args) -> None:
@@ -470,26 +495,28 @@ def validate(args) -> None:
     for kind in ("protocol", "chromium", "protocol", "chromium"):  # interleaved A/B
         servers = Servers(1, args.app_dir)
         try:
-            t0 = time.monotonic()
+            if not args.cold:
+                asyncio.run(teacher_visit(servers.base, args.link))
+            cpu0 = servers.cpu_seconds()
             if kind == "chromium":
-                if not args.cold:
-                    asyncio.run(teacher_visit(servers.base, args.link))
-                res = browser_visitor(servers.base, args.link, args.train_seconds)
+                res, shown = browser_visitor(servers.base, args.link, args.train_seconds)
             else:
-                res = asyncio.run(classroom(servers.base, [args.link], 0.0, args.train_seconds, not args.cold))[0]
-            wall = time.monotonic() - t0
-            cpu = (servers.cpu_seconds() - servers.cpu0) / wall
+                res, shown = asyncio.run(classroom(servers.base, [args.link], 0.0, args.train_seconds))[0], None
+            cpu = servers.cpu_seconds() - cpu0
         finally:
             servers.stop()
         u, s, _ = res.rates(args.train_seconds, args.max_steps)
-        rows.append((kind, res.load_s, res.first_frame_s(), u, s, res.to_99_s(), cpu))
+        rows.append((kind, res.load_s, res.sent / args.train_seconds, u,
+                      "—" if shown is None else f"{shown / args.train_seconds:.2f}", s, res.to_99_s(),
+                      1000 * cpu / max(1, len(res.frames))))
     print(f"\n## protocol client against Chromium, one visitor alone on {args.link}")
-    print(f"{'client':9s} {'load s':>7s} {'1st frame s':>11s} {'updates/s':>9s} {'steps/s':>8s} {'to 99% s':>8s} "
-          f"{'server CPU':>10s}")
-    for row in rows:
-        print(f"{row[0]:9s} {row[1]:7.2f} {row[2]:11.2f} {row[3]:9.2f} {row[4]:8.1f} {row[5]:8.2f} {row[6]:10.2f}")
-    print("(Chromium's numbers are what its status line showed, read every 50 ms; the load includes the app's "
-          "JavaScript, which the protocol client does not fetch.)")
+    print(f"{'client':9s} {'load s':>7s} {'reruns asked/s':>14s} {'updates/s':>9s} {'shown/s':>8s} {'steps/s':>8s} "
+          f"{'to 99% s':>8s} {'server CPU ms/update':>20s}")
+    for r in rows:
+        print(f"{r[0]:9s} {r[1]:7.2f} {r[2]:14.2f} {r[3]:9.2f} {r[4]:>8s} {r[5]:8.1f} {r[6]:8.2f} {r[7]:20.1f}")
+    print("updates/s: frames the socket received; shown/s: status lines Chromium drew (the protocol client draws\n"
+          "nothing).  Chromium's load includes the app's JavaScript, which the protocol client does not fetch; on\n"
+          "a machine it shares with the server, its drawing also takes CPU from the server.")
 
 
 def main() -> None:
@@ -502,7 +529,7 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, default=20.0, help="how long each visitor watches after Train")
     ap.add_argument("--max-steps", type=int, default=3000, help="a hosted run's step limit (its last frame)")
     ap.add_argument("--processes", type=int, default=1, help="app processes (more than 1: behind nginx)")
-    ap.add_argument("--cold", action="store_true", help="no teacher's visit before the class arrives")
+    ap.add_argument("--cold", action="store_true", help="no teacher's visit to each process before the class arrives")
     ap.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to serve (A/B against another branch)")
     ap.add_argument("--reference", action="store_true",
                     help="also one visitor alone on a fresh server, before and after (goal 3's reference)")
