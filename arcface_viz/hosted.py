@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import time
 from dataclasses import dataclass, replace
 
 from .params import Spec
@@ -95,9 +96,16 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     return bool(libc and libc.mallopt(-8, int(n)))  # M_ARENA_MAX = -8 in <malloc.h>
 
 
-def release_memory() -> None:
+_released = [0.0]  # when release_memory last trimmed (monotonic seconds)
+
+
+def release_memory(min_interval: float = 0.0) -> None:
     """Hand freed heap memory back to the operating system (glibc's malloc_trim); a no-op elsewhere.
-    Called after each live-training frame so a run's resident memory stays near what it uses."""
+    Called after live-training frames so a run's resident memory stays near what it uses; with
+    ``min_interval`` at most that often server-wide (a trim walks the whole heap: with a class of visitors
+    drawing frames, once per frame was a cost of its own)."""
     libc = _libc()
-    if libc is not None:
+    now = time.monotonic()
+    if libc is not None and now - _released[0] >= min_interval:
+        _released[0] = now
         libc.malloc_trim(0)

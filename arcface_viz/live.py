@@ -82,6 +82,7 @@ class Run:
         self.lock = threading.RLock()
         self.viewers: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self.complete = True  # every frame from 0 still has its snapshots: a new viewer can start at 0
+        self.joined = 0  # viewers that ever watched
         self._memo: OrderedDict[Hashable, Any] = OrderedDict()
         # frames: the ones so far when the trainers are already past step 0 (a fork)
         self.frames: list[Frame] = list(frames) if frames else [self._frame([t.snapshot() for t in self.trainers])]
@@ -134,6 +135,7 @@ class Run:
             if not self.complete:
                 return False
             self.viewers.add(viewer)
+            self.joined += 1
             return True
 
     def _drop_unseen(self) -> None:
@@ -346,7 +348,7 @@ class LiveSession:
             who = "1 other visitor" if self.others == 1 else f"{self.others} other visitors"
             return (f"Shared run: {who} with these settings watch this run, trained once; your Train, Pause and "
                     "Step move only your view.")
-        if self.behind:
+        if self.behind and self.run.joined > 1:
             return "Replayed run: these frames were trained earlier for a visitor with the same settings."
         return None
 

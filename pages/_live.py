@@ -112,7 +112,7 @@ def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[L
             due, train = PACER.frames(sess.shown_at, interval)
             sess.advance(steps, frames=due, train=train)
             sess.shown_at = time.monotonic()
-            release_memory()
+            release_memory(min_interval=1.0)
         draw(sess)
     if was_running and not sess.running:
         st.rerun()
