@@ -320,11 +320,12 @@ class WidthRange:
 
     def describe(self) -> str:
         lo, hi, sw = (math.degrees(v) for v in (self.min, self.max, self.swallow_angle))
+        where = f"φ > {sw:.2f}°" if sw > 0 else "φ"
         if self.constant:
-            text = f"width {lo:.2f}° for every φ in range"
+            text = f"width {lo:.2f}° for every {where}"
         else:
-            text = f"width varies from {lo:.2f}° to {hi:.2f}°"
-        return text + (f"; the margin swallows the whole arc for φ ≤ {sw:.2f}°" if sw > 0 else "")
+            text = f"width varies from {lo:.2f}° to {hi:.2f}°" + (f" over {where}" if sw > 0 else "")
+        return text + (f"; for φ ≤ {sw:.2f}° the margin swallows the whole arc (its width is φ)" if sw > 0 else "")
 
 
 def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0,

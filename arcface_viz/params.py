@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSSES
+from .losses import LOSS_PARAMS, LOSSES
 
 
 class ParamError(ValueError):
@@ -22,14 +22,18 @@ class ParamError(ValueError):
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_NONE = {"", "none", "null"}  # how an optional parameter's "no value" is written in a URL or on the CLI
 
 
 @dataclass(frozen=True)
 class Param:
     """One control: name (URL key and CLI flag), kind, range, step, default and help text.
 
-    kind is one of ``float``, ``int``, ``bool``, ``choice`` (one of ``choices``) and ``multi``
-    (a subset of ``choices``, a comma-separated list in the URL).
+    kind is one of ``float``, ``int``, ``bool``, ``choice`` (one of ``choices``), ``multi``
+    (a subset of ``choices``, a comma-separated list in the URL), ``text`` (a string; ``min`` is its
+    shortest length) and ``list`` (a list of non-empty strings, comma-separated in the URL).
+    ``optional``: None is a value too (it means "the default of something else", e.g. the loss's own s);
+    ``min_open`` / ``max_open``: the bound itself is excluded (lr > 0, dropout < 1).
     """
 
     name: str
@@ -44,6 +48,9 @@ class Param:
     format: str | None = None  # printf-style format for sliders, e.g. "%.2f"
     labels: dict[Any, str] = field(default_factory=dict)  # display names for choices
     widget: str = ""  # "" = the kind's usual control; "number" = a number box instead of a slider; "radio"
+    optional: bool = False
+    min_open: bool = False
+    max_open: bool = False
 
     @property
     def title(self) -> str:
@@ -55,6 +62,8 @@ class Param:
     def coerce(self, value: Any) -> Any:
         """Convert and check a value (a Python value or URL/CLI text); raise ParamError if it is unusable."""
         k = self.kind
+        if self.optional and (value is None or isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
         try:
             if k == "bool":
                 if isinstance(value, str):
@@ -73,9 +82,21 @@ class Param:
                     if num != int(num):
                         raise ParamError(f"{self.title}: expected a whole number, got {value!r}")
                     num = int(num)
-                if self.min is not None and num < self.min or self.max is not None and num > self.max:
-                    raise ParamError(f"{self.title}: {value} is outside the allowed range {self.min}–{self.max}")
+                if not self.in_range(num):
+                    closed = self.min is not None and self.max is not None and not (self.min_open or self.max_open)
+                    allowed = f"{self.min}–{self.max}" if closed else self.bounds_text()
+                    raise ParamError(f"{self.title}: {value} is outside the allowed range {allowed}")
                 return num
+            if k == "text":
+                if value is None or isinstance(value, (list, tuple, dict)):
+                    raise ParamError(f"{self.title}: expected text, got {value!r}")
+                text = str(value)
+                if self.min is not None and len(text.strip()) < self.min:
+                    raise ParamError(f"{self.title}: must not be empty")
+                return text
+            if k == "list":
+                items = value.split(",") if isinstance(value, str) else list(value)
+                return [str(v).strip() for v in items if str(v).strip()]
             if k == "choice":
                 for c in self.choices:
                     if value == c or str(value) == str(c):
@@ -99,11 +120,67 @@ class Param:
             raise ParamError(f"{self.title}: cannot read {value!r} as {k}") from None
         raise ParamError(f"{self.title}: unknown parameter kind {k!r}")
 
+    def in_range(self, num: float) -> bool:
+        """Whether a number lies within ``min``/``max`` (each bound excluded when ``min_open``/``max_open``)."""
+        lo, hi = self.min, self.max
+        return not (lo is not None and (num < lo or self.min_open and num == lo)
+                    or hi is not None and (num > hi or self.max_open and num == hi))
+
+    def bounds_text(self) -> str:
+        """The allowed range in words: ``from 1 to 64``, ``in [0, 1)``, ``> 0``, ``>= 2`` ("" if unbounded)."""
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            if self.min_open or self.max_open:
+                return f"in {'(' if self.min_open else '['}{lo:g}, {hi:g}{')' if self.max_open else ']'}"
+            return f"from {lo:g} to {hi:g}"
+        if lo is not None:
+            return f"{'>' if self.min_open else '>='} {lo:g}"
+        return f"{'<' if self.max_open else '<='} {hi:g}" if hi is not None else ""
+
+    def requirement(self) -> str:
+        """What a valid value is, in words, e.g. ``an integer >= 2`` or ``true or false``."""
+        bounds = self.bounds_text()
+        what = {
+            "bool": "true or false",
+            "int": f"an integer {bounds}".strip(),
+            "float": bounds or "a number",
+            "text": "a non-empty text" if self.min else "a text",
+            "list": "a list of non-empty texts",
+            "choice": f"one of {', '.join(map(str, self.choices))}",
+            "multi": f"a list of {', '.join(map(str, self.choices))}",
+        }.get(self.kind, self.kind)
+        return f"{what} or null" if self.optional else what
+
+    def check(self, value: Any) -> Any:
+        """Strictly check a typed value, as a JSON file holds it: text is never read as a number or a flag,
+        and the message names the key (``lr must be > 0, got -1``), since that is what the user wrote."""
+        if value is None and self.optional:
+            return None
+        k = self.kind
+        if k == "choice":
+            if value in self.choices:
+                return value
+            raise ParamError(f"{self.name} {value!r} is unknown; choose one of {', '.join(map(str, self.choices))}")
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": number and isinstance(value, int) and self.in_range(value),
+            "float": number and self.in_range(value),
+            "text": isinstance(value, str) and len(value.strip()) >= (self.min or 0),
+            "list": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
+            "multi": isinstance(value, list | tuple) and all(v in self.choices for v in value),
+        }.get(k, False)
+        if not ok:
+            raise ParamError(f"{self.name} must be {self.requirement()}, got {value!r}")
+        return float(value) if k == "float" else tuple(value) if k == "multi" else value
+
     def to_text(self, value: Any) -> str:
         """The URL/CLI form of a value; :meth:`coerce` reads it back to the same value."""
+        if value is None and self.optional:
+            return "none"
         if self.kind == "bool":
             return "true" if value else "false"
-        if self.kind == "multi":
+        if self.kind in ("multi", "list"):
             return ",".join(map(str, value))
         if self.kind == "float":
             return repr(float(value))
@@ -159,6 +236,17 @@ class Spec:
             raise ParamError("; ".join(errors))
         return out
 
+    def check(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """:meth:`Param.check` on every value (missing ones take the default): the values that passed, and one
+        message per key that did not (every problem, for a file the user wrote).  Never raises."""
+        good, problems = {}, {}
+        for p in self.params:
+            try:
+                good[p.name] = p.check(values[p.name]) if p.name in values else p.default
+            except ParamError as exc:
+                problems[p.name] = str(exc)
+        return good, problems
+
     def from_query(self, query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Read URL parameters; a bad value falls back to its default and adds a notice (never raises)."""
         values, notices = self.defaults(), []
@@ -206,27 +294,15 @@ class Spec:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loss parameters shared by every lesson.  Ranges are the ones the UI allows; the loss library is
-# tested to give finite losses and gradients over all of them.
+# The loss parameters shared by every lesson, declared with their ranges in arcface_viz.losses
+# (LOSS_PARAMS).  Ranges are the ones the UI allows; the loss library is tested to give finite losses
+# and gradients over all of them.
 
 LOSS_SPEC = Spec((
     Param("loss", "choice", "arcface", "Loss", "Which member of the margin family to use.",
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
-    Param("s", "float", 16.0, "scale s", "Feature scale after L2 normalisation: logits are s·cos θ.",
-          min=1.0, max=64.0, step=0.5, format="%.1f"),
-    Param("m1", "float", 1.0, "m1 (multiplicative angle)", "SphereFace margin: cos(m1·θ). 1 = none.",
-          min=0.8, max=2.0, step=0.05, format="%.2f"),
-    Param("m2", "float", 0.2, "m2 (additive angle, rad)", "ArcFace margin: cos(θ + m2). 0 = none.",
-          min=0.0, max=1.0, step=0.01, format="%.2f"),
-    Param("m3", "float", 0.0, "m3 (additive cosine)", "CosFace margin: cos θ − m3. 0 = none.",
-          min=0.0, max=0.6, step=0.01, format="%.2f"),
-    Param("m", "int", 4, "m (A-Softmax)", "Integer angular multiplier of the original SphereFace ψ(θ).",
-          min=1, max=6, step=1),
-    Param("lam", "float", 5.0, "λ (A-Softmax)", "Blend (λ cos θ + ψ(θ))/(1+λ); the floor of the annealing.",
-          min=0.0, max=100.0, step=0.5, format="%.1f"),
-    Param("margin", "float", 0.2, "triplet margin (rad)", "Angular triplet margin m: θ_ap + m ≤ θ_an.",
-          min=0.0, max=1.0, step=0.01, format="%.2f"),
-    Param("easy_margin", "bool", False, "easy margin", "Apply the margin only where cos θ > 0."),
+    *(Param(p.name, p.kind, p.default, p.label, p.help, min=p.min, max=p.max, step=p.step, format=p.format)
+      for p in LOSS_PARAMS.values()),
 ))
 
 
@@ -289,8 +365,8 @@ TOY_SPEC = Spec((
     Param("classes", "int", 8, "classes", "Number of classes (identities).", min=2, max=12, step=1),
     Param("samples", "int", 200, "samples per class", "The paper's Fig. 3 uses 1,500 per identity.",
           min=20, max=1500, step=10),
-    Param("noise", "float", 0.15, "noise", "Spread of each class in input space.", min=0.0, max=2.0, step=0.01,
-          format="%.2f"),
+    Param("noise", "float", 0.0, "noise", "Gaussian jitter (fig3) or spread of each class in input space.",
+          min=0.0, max=2.0, step=0.01, format="%.2f"),
     Param("seed", "int", 0, "seed", "Same seed, same data, same initial weights, same run.", min=0, max=99999,
           step=1, widget="number"),
     Param("dim", "choice", 2, "embedding dimension", "2: the unit circle; 3: the sphere.", choices=(2, 3),
@@ -305,7 +381,7 @@ TOY_SPEC = Spec((
           min=1, max=200, step=1),
     Param("compare", "bool", False, "Compare two losses (Fig. 3)",
           "Train a second loss side by side: same data, seed and initial weights."),
-    Param("loss_b", "choice", "norm_softmax", "second loss", "The loss drawn on the left in compare mode.",
+    Param("loss_b", "choice", "softmax", "second loss", "The loss drawn on the left in compare mode.",
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
 ))
 

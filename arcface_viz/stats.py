@@ -42,8 +42,8 @@ PAPER_TABLE3: dict[str, dict[str, float | None]] = {
     "Inter2": {"NS": 65.60, "ArcFace": 66.55, "IntraL": 26.28, "InterL": 67.90, "TripletL": 55.94},
 }
 
-#: Which direction is better for each Table-3 row: compact classes (small W-EC, Intra), spread
-#: classes (large W-Inter, Inter).
+#: Which direction is better for each Table-3 row: small W-EC (each W_j lines up with its class's feature
+#: centre) and Intra (compact classes); large W-Inter and Inter (centres spread apart).
 TABLE3_BETTER: dict[str, str] = {
     "W-EC": "lower", "W-Inter": "higher", "Intra1": "lower", "Inter1": "higher", "Intra2": "lower",
     "Inter2": "higher",
@@ -323,6 +323,96 @@ def angle_statistics(weight: Any, embeddings: Any, labels: Any, test_embeddings:
         yt = _int_labels(test_labels, "test_labels", xt.shape[0])
         out["Intra2"], out["Inter2"], _, _ = _intra_inter(xt, yt, "test_embeddings")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The gap between neighbouring identities (Fig. 3)
+# ---------------------------------------------------------------------------------------------------
+
+#: Fraction of each class's samples nearest the neighbour that :func:`neighbour_gaps` sets aside as outliers.
+GAP_OUTLIERS = 0.02
+
+#: The gap's definition in one paragraph, for help texts (pages and CLI say which gap they report).
+GAP_HELP = (
+    "Gap between two neighbouring identities: the angular width of the empty band between them. Each "
+    "sample's angle to the line (in 3-D: the great circle) that bisects the two classes' feature centres "
+    f"is measured; the {100 * GAP_OUTLIERS:.0f} % of each class nearest that line are set aside as outliers, "
+    "and the nearest remaining sample of each side gives the band's edge. Neighbours are adjacent around "
+    "the circle (2-D) or nearest centres (3-D). The number shown is the smallest gap, the one between the "
+    "closest identities; a negative gap means the two classes overlap by that angle."
+)
+
+
+@dataclass(frozen=True)
+class NeighbourGaps:
+    """Gaps between neighbouring classes: ``pairs`` (k, 2) class ids, ``gaps_deg`` (k,) in degrees."""
+
+    pairs: np.ndarray
+    gaps_deg: np.ndarray
+
+    @property
+    def smallest(self) -> float:
+        """The gap between the closest identities (the paper's "gap between the closest classes")."""
+        return float(self.gaps_deg.min())
+
+    @property
+    def closest_pair(self) -> tuple[int, int]:
+        a, b = self.pairs[int(np.argmin(self.gaps_deg))]
+        return int(a), int(b)
+
+
+def _neighbour_pairs(centres: np.ndarray) -> list[tuple[int, int]]:
+    """Row pairs of neighbouring centres: adjacent around the circle in 2-D, each centre with its nearest
+    other centre in higher dimensions (unordered, each pair once)."""
+    k = centres.shape[0]
+    if centres.shape[1] == 2:
+        order = np.argsort(np.arctan2(centres[:, 1], centres[:, 0]))
+        pairs = zip(order, np.roll(order, -1), strict=True)
+    else:
+        cos = centres @ centres.T
+        np.fill_diagonal(cos, -np.inf)
+        pairs = zip(range(k), cos.argmax(axis=1), strict=True)
+    return sorted({(int(min(a, b)), int(max(a, b))) for a, b in pairs})
+
+
+def neighbour_gaps(embeddings: Any, labels: Any, outliers: float = GAP_OUTLIERS) -> NeighbourGaps:
+    """The empty band between each pair of neighbouring classes, in degrees (Fig. 3's visible gap).
+
+    For neighbours a, b with embedding-feature centres c_a, c_b, n = (c_a − c_b)/‖c_a − c_b‖ is the normal
+    of the hyperplane that bisects them; a sample's signed angle to it is asin(x̂·n) (positive on a's side).
+    The gap is q_a + q_b, where q_a is the ``outliers`` quantile of class a's signed angles and q_b that of
+    class b's (sign flipped): the band between the two classes' nearest samples, a few outliers set aside.
+    In 2-D this is exactly the empty arc between them (while the pair's samples lie within 90° of the
+    bisector, as neighbours' do); negative means the classes overlap.  Neighbours:
+    adjacent centres around the circle in 2-D, nearest centres in more dimensions.  Classes whose centres
+    coincide overlap completely: their gap is −180°.  Needs at least two classes.
+    """
+    x = _unit_rows(embeddings, "embeddings")
+    y = _int_labels(labels, "labels", x.shape[0])
+    if not 0.0 <= outliers < 0.5:
+        raise ValueError(f"outliers must be in [0, 0.5), got {outliers}")
+    classes, centres = _centres(x, y, "embeddings")
+    if classes.size < 2:
+        raise ValueError(f"a gap needs at least two classes, but the labels hold only class {int(classes[0])}")
+    members = [x[y == c] for c in classes]
+    pairs, gaps = [], []
+    for a, b in _neighbour_pairs(centres):
+        n = centres[a] - centres[b]
+        norm = np.linalg.norm(n)
+        if norm < 1e-9:
+            gap = -180.0
+        else:
+            side_a = np.degrees(np.arcsin(np.clip(members[a] @ (n / norm), -1.0, 1.0)))
+            side_b = np.degrees(np.arcsin(np.clip(members[b] @ (-n / norm), -1.0, 1.0)))
+            gap = float(np.quantile(side_a, outliers) + np.quantile(side_b, outliers))
+        pairs.append((int(classes[a]), int(classes[b])))
+        gaps.append(gap)
+    return NeighbourGaps(np.array(pairs, dtype=np.int64).reshape(-1, 2), np.array(gaps))
+
+
+def gap_deg(embeddings: Any, labels: Any, outliers: float = GAP_OUTLIERS) -> float:
+    """The gap between the closest neighbouring identities, degrees: ``neighbour_gaps(...).smallest``."""
+    return neighbour_gaps(embeddings, labels, outliers).smallest
 
 
 # ---------------------------------------------------------------------------------------------------

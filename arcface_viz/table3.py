@@ -22,8 +22,10 @@ vector units) (:func:`steps_for`).
 
 **Differences from the paper, by design.**  "2" is held-out samples of the *training classes* (the paper's
 LFW has other identities).  Embeddings have 2, 3, 8 or 16 dimensions instead of 512: in 2-D, 8 classes can be
-at most 45° apart, so Inter and W-Inter are capped by geometry; from 8-D on, 8–10 classes can be mutually
-orthogonal and the angles mean what they mean in the paper.  Loss parameters are the low-dimensional
+at most 45° apart, so Inter and W-Inter are capped by geometry.  d dimensions hold at most d mutually
+orthogonal directions: 16-D fits the 8 toy identities and the 10 digits, 8-D only the 8 toy identities (10
+classes in 8-D can still be 90° or more apart, like ±e_1 … ±e_5, but not all orthogonal).  From 8-D on the
+angles are no longer capped the way 2-D caps them.  Loss parameters are the low-dimensional
 defaults in 2-D/3-D and :data:`HIGH_DIM_PARAMS` from 8-D on (see :func:`loss_params_for`).
 """
 
@@ -118,8 +120,9 @@ TABLE3_SPEC = Spec((
           min=0, max=99999, step=1, widget="number"),
     Param("dim", "choice", 16, "embedding dimension",
           "2 or 3: the pictures of Fig. 3, but 8 classes can be at most 45° (2-D) apart, which caps Inter and "
-          "W-Inter. 8 or 16: classes can be orthogonal, closer to the paper's 512-D, so Table 3's angles "
-          "mean what they mean in the paper.", choices=DIMS, labels=DIM_LABELS, widget="radio"),
+          "W-Inter. 8 or 16: closer to the paper's 512-D. d dimensions hold at most d mutually orthogonal "
+          "classes: 16-D fits the 8 toy identities and the 10 digits, 8-D only the 8 toy identities.",
+          choices=DIMS, labels=DIM_LABELS, widget="radio"),
 ))
 
 

@@ -1,5 +1,6 @@
 """Toy-training benchmark (issue 3 goals): optimizer steps per second on fig3 (batch 256, MLP, ArcFace,
-2-D embeddings) and the training time ArcFace and Norm-Softmax need to reach 99 % test accuracy.
+2-D embeddings) and the training time ArcFace and Norm-Softmax need to reach 99 % test accuracy; and the cost
+of the gap readout drawn under every embedding figure (stats.gap_deg), against one frame's training steps.
 
     python bench/bench_toy.py [--seeds 3] [--steps 3000] [--chunk 25] [--device cpu]
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
 
 import torch
 
 from arcface_viz.device import describe
+from arcface_viz.stats import gap_deg
 from arcface_viz.training import build_toy_trainer
 
 
@@ -42,6 +45,22 @@ def time_to_accuracy(loss: str, seed: int, device: str | None, target: float = 0
     return None, None
 
 
+def gap_cost(device: str | None, frame_steps: int = 20, repeats: int = 50) -> tuple[float, float, int]:
+    """(ms per gap_deg call on a trained snapshot's drawn sample, ms per frame of ``frame_steps`` training
+    steps, sample size): medians of interleaved repeats, so both numbers see the same machine load."""
+    tr = build_toy_trainer(device=device)
+    snap = tr.advance(300)
+    gap_ms, frame_ms = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gap_deg(snap.embeddings, snap.labels)
+        gap_ms.append(1e3 * (time.perf_counter() - t0))
+        before = tr.seconds
+        tr.advance(frame_steps)
+        frame_ms.append(1e3 * (tr.seconds - before))
+    return statistics.median(gap_ms), statistics.median(frame_ms), len(snap.labels)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
@@ -66,6 +85,9 @@ def main() -> None:
         median = f"{statistics.median(secs):.3f} s" if secs else "never"
         print(f"{loss:13s} to 99% test acc: median {median} (seeds 0-{args.seeds - 1}: {per_seed})"
               + (f"; median steps {statistics.median(steps):.0f}" if steps else ""))
+    g, f, n = gap_cost(args.device)
+    print(f"gap_deg on the drawn sample ({n} points): {g:.2f} ms per call; one frame of 20 training steps: "
+          f"{f:.2f} ms (gap/frame = {g / f:.3f})")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

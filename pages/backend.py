@@ -1,8 +1,10 @@
 """Backend: launch, follow, stop and resume full-scale face-recognition training runs (torchrun).
 
 Locked unless the operator enables it (ARCFACE_VIZ_BACKEND=1 or st.secrets["backend"]["enabled"]); optionally
-behind st.secrets["backend"]["password"].  Everything it does is in arcface_viz.fullscale.runs (also the CLI
-``python -m arcface_viz runs ...``); this page only draws it.
+behind st.secrets["backend"]["password"].  Everything it does is in arcface_viz.fullscale (the registry in
+``runs``, the launch form and its checks in ``launch``, data sets in ``prepare``; also the CLI
+``python -m arcface_viz runs ...``); this page only draws it.  The launch form is the run config's one Spec
+(``fullscale.config.RUN_SPEC``): a key added there shows up here by itself, under "More settings".
 """
 
 import hmac
@@ -13,8 +15,12 @@ from pathlib import Path
 import streamlit as st
 
 from arcface_viz import settings
+from arcface_viz.fullscale import launch as L
 from arcface_viz.fullscale import runs as R
+from arcface_viz.fullscale.config import LOSS_KEYS
+from arcface_viz.fullscale.prepare import find_datasets, prepare_bin, prepare_rec, prepare_synthetic
 from arcface_viz.losses import LOSSES
+from arcface_viz.plots.runs import metrics_figure
 from pages._registry import PAGES
 from pages._ui import app_frame, controls, page_state, sync_url
 
@@ -103,7 +109,7 @@ def _current(spec) -> dict:
 def _launch(spec) -> None:
     try:
         checked = spec.validate(_current(spec))
-        run_id = registry.launch(R.config_from_values(checked), nproc_per_node=checked["nproc_per_node"],
+        run_id = registry.launch(L.config_from_values(checked), nproc_per_node=checked["nproc_per_node"],
                                  nnodes=checked["nnodes"], node_rank=checked["node_rank"],
                                  master_addr=st.session_state.get(f"{PAGE}:master_addr", "127.0.0.1").strip(),
                                  master_port=checked["master_port"] or None,
@@ -160,7 +166,7 @@ def _apply_preset(spec, values: dict) -> None:
     """Picking another preset loads its values into every control (the first visit keeps the URL's values)."""
     key = f"{PAGE}:applied_preset"
     if st.session_state.get(key, values["preset"]) != values["preset"]:
-        for name, value in R.values_from_config(R.load_launch_config(values["preset"])).items():
+        for name, value in L.values_from_config(L.load_launch_config(values["preset"])).items():
             if name in spec:
                 try:
                     value = spec[name].coerce(value)
@@ -171,13 +177,23 @@ def _apply_preset(spec, values: dict) -> None:
     st.session_state[key] = values["preset"]
 
 
-def _lr_input(spec, values: dict, container) -> None:
-    """The learning rate needs more digits than a plain number input shows (0.0005 for AdamW)."""
-    p, key = spec["lr"], f"{PAGE}:lr"
+def _number_box(spec, values: dict, name: str, container) -> None:
+    """A float with no upper bound and a format of its own (lr 0.0005, weight decay 5e-4): a number box with
+    that many digits, which the shared controls do not show."""
+    p, key = spec[name], f"{PAGE}:{name}"
     if key not in st.session_state:
-        st.session_state[key] = float(values["lr"])
-    values["lr"] = container.number_input(p.title, min_value=float(p.min), step=p.step, format="%.6f", key=key,
+        st.session_state[key] = float(values[name])
+    values[name] = container.number_input(p.title, min_value=float(p.min), step=p.step, format=p.format, key=key,
                                           help=p.help)
+
+
+def _draw(spec, values: dict, names, container, **kwargs) -> None:
+    for name in names:
+        p = spec[name]
+        if p.kind == "float" and p.max is None and p.format:
+            _number_box(spec, values, name, container)
+        else:
+            controls(PAGE, spec, (name,), container, **kwargs)
 
 
 def _fmt(value, spec: str) -> str:
@@ -193,8 +209,8 @@ def _stats_page() -> str | None:
     return None
 
 
-found = R.find_datasets()
-spec = R.launch_spec(R.trainer_presets(), found)
+found = find_datasets()
+spec = L.launch_spec(datasets=found)
 values = page_state(PAGE, spec)
 _fit_choices(spec, values)
 _apply_preset(spec, values)
@@ -210,22 +226,28 @@ with tab_launch:
     st.markdown("Pick a preset, then change what you need. Every value is checked before anything starts; data "
                 "sets are the ones found in the data roots (make one on *Prepare data*).")
     left, mid, right = st.columns(3)
-    loss_names = ("loss", *(k for k in LOSSES[values["loss"]].params if k in spec))
-    controls(PAGE, spec, ("preset", "network", "embedding_size"), left, low_dim=False)
-    controls(PAGE, spec, loss_names, left, low_dim=False)
-    controls(PAGE, spec, ("sample_rate", "amp", "batch_size", "optimizer"), mid)
-    _lr_input(spec, values, mid)
-    controls(PAGE, spec, ("num_epoch", "warmup_epoch", "max_steps", "seed"), mid)
-    controls(PAGE, spec, ("data_format", "data_root", "num_classes", "num_images", "val_targets"), right)
+    loss_names = ("loss", *(LOSS_KEYS[k] for k in LOSSES[values["loss"]].params))
+    columns = {left: ("preset", "network", "embedding_size"),
+               mid: ("sample_rate", "amp", "batch_size", "optimizer", "lr", "num_epoch", "warmup_epoch", "max_steps",
+                     "seed"),
+               right: ("data.format", "data.root", "data.num_classes", "data.num_images", "val_targets")}
+    for column, names in columns.items():
+        _draw(spec, values, names, column)
+    controls(PAGE, spec, loss_names, left, low_dim=False, defaults_for={"loss": L.loss_values})
+    schedule = ("log_every", "checkpoint_every", "val_every", "num_workers", "pin_memory")
     with st.expander("Schedule of logs, checkpoints and verification; data loading"):
-        controls(PAGE, spec, ("log_every", "checkpoint_every", "val_every", "num_workers"), st.container())
+        _draw(spec, values, schedule, st.container())
+    torchrun = tuple(p.name for p in L.LAUNCH_SPEC)
+    placed = {*(n for names in columns.values() for n in names), *schedule, *torchrun, "loss", *LOSS_KEYS.values()}
+    with st.expander("More settings (every other key of the run config)"):
+        _draw(spec, values, [p.name for p in spec if p.name not in placed], st.container())
     st.markdown("**Where it runs** (torchrun)")
     c1, c2, c3, c4, c5 = st.columns(5)
     controls(PAGE, spec, ("nproc_per_node",), c1)
     controls(PAGE, spec, ("nnodes",), c2)
     controls(PAGE, spec, ("node_rank",), c3)
-    master_addr = c4.text_input("master address (node 0)", value="127.0.0.1", key=f"{PAGE}:master_addr",
-                                help="Host name or IP of node 0; the other nodes connect to it.")
+    addr = L.LAUNCH_SPEC["master_addr"]
+    master_addr = c4.text_input(addr.title, value=addr.default, key=f"{PAGE}:master_addr", help=addr.help)
     controls(PAGE, spec, ("master_port",), c5)
     if values["nnodes"] > 1 and master_addr.strip() in ("127.0.0.1", "localhost", "::1"):
         st.warning("With several nodes, the master address must be node 0's address as the other machines "
@@ -233,7 +255,7 @@ with tab_launch:
     st.text_input("run name (optional)", key=f"{PAGE}:name", max_chars=100)
     sync_url(spec, values)
     try:
-        config, problem = R.config_from_values(spec.validate(values)), None
+        config, problem = L.config_from_values(spec.validate(values)), None
     except ValueError as exc:
         config, problem = None, str(exc)
     with st.expander("The config.json that will be written"):
@@ -258,7 +280,7 @@ with tab_data:
         c3.number_input("images per identity", 1, 1000, 10, key=f"{PAGE}:syn_per")
         c4.number_input("seed", 0, 2**31 - 1, 0, key=f"{PAGE}:syn_seed")
         st.button("Generate", key=f"{PAGE}:syn_go", on_click=_data_action,
-                  args=("syn", "Synthetic faces", R.prepare_synthetic, "syn_out", "syn_ids", "syn_per", "syn_seed"),
+                  args=("syn", "Synthetic faces", prepare_synthetic, "syn_out", "syn_ids", "syn_per", "syn_seed"),
                   kwargs={"ints": ("syn_ids", "syn_per", "syn_seed")})
         _show_flash("syn")
     with st.expander("RecordIO from an image folder (one sub-folder per identity)"):
@@ -266,14 +288,14 @@ with tab_data:
         c1.text_input("image folder", key=f"{PAGE}:rec_in")
         c2.text_input("output folder", key=f"{PAGE}:rec_out")
         st.button("Build RecordIO", key=f"{PAGE}:rec_go", on_click=_data_action,
-                  args=("rec", "RecordIO", R.prepare_rec, "rec_in", "rec_out"))
+                  args=("rec", "RecordIO", prepare_rec, "rec_in", "rec_out"))
         _show_flash("rec")
     with st.expander("Verification .bin from a pairs file ('path_a path_b 1|0' per line)"):
         c1, c2 = st.columns(2)
         c1.text_input("pairs file", key=f"{PAGE}:bin_in")
         c2.text_input("output .bin", key=f"{PAGE}:bin_out")
         st.button("Build .bin", key=f"{PAGE}:bin_go", on_click=_data_action,
-                  args=("bin", "Verification set", R.prepare_bin, "bin_in", "bin_out"))
+                  args=("bin", "Verification set", prepare_bin, "bin_in", "bin_out"))
         _show_flash("bin")
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +322,7 @@ def _details(run_id: int) -> None:
     cols[4].metric("time left", f"{eta / 60:.1f} min" if isinstance(eta, int | float) else "–")
     records = registry.metrics(run.id)
     if records:
-        st.plotly_chart(R.metrics_figure(records), key=f"{PAGE}:curves")
+        st.plotly_chart(metrics_figure(records), key=f"{PAGE}:curves")
     else:
         st.info("No metrics yet: the trainer writes metrics.jsonl after its first logged step.")
     b1, b2, _ = st.columns([1, 1, 4])

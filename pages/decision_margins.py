@@ -5,6 +5,7 @@ import math
 import numpy as np
 import streamlit as st
 
+from arcface_viz.claims import WIDTH_CLAIMS, width_numbers
 from arcface_viz.geometry import FIG5_WIDTH_CURVES, margin_curve, margin_width, softmax_flip_radius, width_range
 from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import MARGINS_SPEC
@@ -72,7 +73,10 @@ rng = width_range(0.0, math.pi, m1, m2, m3)
 c1, c2, c3 = st.columns(3)
 c1.metric(f"margin width at φ = {values['phi']:.0f}°", f"{math.degrees(width):.2f}°",
           help="Angular width of the grey arc between W1 and W2 on the unit circle.")
-c2.metric("over all φ", "constant" if rng.constant else "changes with φ")
+c2.metric(f"over φ > {math.degrees(rng.swallow_angle):.2f}°" if rng.swallow_angle > 0 else "over all φ",
+          "constant" if rng.constant else "changes with φ",
+          help="For smaller φ the margin swallows the whole arc between the centres." if rng.swallow_angle > 0
+          else None)
 c3.metric("range of widths", f"{math.degrees(rng.min):.1f}° – {math.degrees(rng.max):.1f}°")
 st.caption(rng.describe().capitalize() + ".")
 if width < 0:
@@ -83,6 +87,6 @@ elif width >= phi - 1e-9 and width > 0:
                "between the centres. Move the centres apart or reduce the margin.", icon=":material/warning:")
 
 st.subheader("Is the margin the same everywhere?")
-st.markdown("ArcFace's margin is a constant angle; SphereFace's and CosFace's depend on how far apart the "
-            "centres are. Your loss is drawn on top of the paper's settings.")
+st.markdown(WIDTH_CLAIMS["constant_widths"].render(width_numbers()) + " Your loss is drawn on top of the paper's "
+            "settings. (On the sphere ArcFace's band is not equally wide everywhere: see step 5 of the Explainer.)")
 chart(margin_width_figure([*FIG5_WIDTH_CURVES, curve]), key="widths")

@@ -6,6 +6,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from arcface_viz.claims import (
+    FIG3_CLAIMS,
+    FIG3_SEED,
+    FIG3_STEPS,
+    PUSH_CLAIMS,
+    PUSH_CURVES,
+    TABLE3_CLAIMS,
+    WIDTH_CLAIMS,
+    fig3_numbers,
+    fig3_runs,
+    gap_readout,
+    push_numbers,
+    table3_numbers,
+    width_numbers,
+)
 from arcface_viz.geometry import FIG4B_BY_KEY, FIG4B_CURVES, FIG5_WIDTH_CURVES, margin_curve
 from arcface_viz.params import Param, Spec
 from arcface_viz.plots.curves import sample_loss_figure, target_logit_figure
@@ -15,9 +30,8 @@ from arcface_viz.plots.margins import (
     softmax_plane_figure,
     theta_plane_figure,
 )
-from arcface_viz.plots.sphere import compare_figures, embedding_figure
-from arcface_viz.stats import PAPER_TABLE2, PAPER_TABLE3, TABLE3_ARROW
-from arcface_viz.training import build_compare_trainers, build_toy_trainer
+from arcface_viz.plots.sphere import WEIGHTS_NAME, compare_figures, embedding_figure
+from arcface_viz.stats import GAP_HELP, PAPER_TABLE2, PAPER_TABLE3, TABLE3_ARROW
 from pages._ui import chart, page_state, sync_url
 
 PAGE = "explainer"
@@ -26,13 +40,11 @@ TITLES = ("The problem", "Softmax", "Normalisation", "Three margins", "ArcFace",
 SPEC = Spec((Param("step", "int", 1, "step", "Which step of the story.", min=1, max=len(TITLES), step=1),))
 
 
-@st.cache_data(show_spinner="Training a small model for this step…", max_entries=8)
-def toy_runs(kind: str, steps: int, seed: int = 0):
-    """Snapshots of short toy runs, cached for every visitor (same seed, same pictures)."""
-    if kind == "softmax":
-        return [build_toy_trainer({"dataset": "fig3", "dim": 2, "loss": "softmax", "seed": seed}).advance(steps)]
-    pair = build_compare_trainers({"dataset": "fig3", "dim": 3, "seed": seed}, losses=("norm_softmax", "arcface"))
-    return [t.advance(steps) for t in pair]
+@st.cache_data(show_spinner="Training Softmax and ArcFace on the Fig. 3 toy…", max_entries=4)
+def fig3(seed: int = FIG3_SEED, steps: int = FIG3_STEPS):
+    """The Fig. 3 runs (Softmax, ArcFace; 2-D) and the numbers the text quotes, cached for every visitor."""
+    softmax, arcface = fig3_runs(seed, steps)
+    return softmax, arcface, fig3_numbers(softmax, arcface)
 
 
 def go_to(step: int) -> None:
@@ -54,17 +66,19 @@ nav.button("Next", on_click=go_to, args=(min(len(TITLES), step + 1),), disabled=
 st.header(f"{step}. {TITLES[step - 1]}")
 
 if step == 1:
+    softmax, _, numbers = fig3()
     st.markdown(
         "Face recognition is **open-set**: the people we must recognise tomorrow are not in today's training "
         "set. So we train a classifier over the identities we have, throw the classifier away, and keep the "
         "**embedding**. Two faces are the same person when their embeddings point the same way. What we need "
         "from training is geometry: each identity's samples packed tightly together, identities far apart.\n\n"
-        "Below, a plain Softmax trained on eight identities. The classes separate, but as radial *petals* whose "
-        "angular width is large — a new face falling between two petals is ambiguous."
+        f"Below, a plain Softmax trained on eight identities for {numbers['steps']:,} steps, its 2-D features "
+        "normalised onto the circle (only their directions count when we compare faces). "
+        + FIG3_CLAIMS["softmax_touching"].render(numbers)
     )
-    snap = toy_runs("softmax", 400)[0]
-    chart(embedding_figure(snap.embeddings, snap.labels, snap.centres, title="Softmax: 8 identities in 2-D"),
-          key=f"{PAGE}-softmax-petals")
+    chart(embedding_figure(softmax.embeddings, softmax.labels, softmax.centres, centres_label=WEIGHTS_NAME,
+                           title="Softmax: 8 identities in 2-D, features normalised"), key=f"{PAGE}-softmax-petals")
+    st.caption(gap_readout(softmax), help=GAP_HELP)
 elif step == 2:
     st.markdown(
         "Softmax scores class *j* with $W_j^\\top x + b_j$. Between two classes the decision boundary is the line "
@@ -91,10 +105,12 @@ elif step == 4:
     st.page_link("pages/target_logit.py", label="Add your own curve in the Target-logit lesson",
                  icon=":material/arrow_outward:", query_params={"m2": "0.5", "m1": "1.0", "m3": "0.0"})
 elif step == 5:
+    widths = width_numbers()
     st.markdown(
-        "ArcFace's margin lives in the angle itself, so the grey band between two classes has the **same "
-        "angular width $m_2$ everywhere** — a geodesic distance on the hypersphere. CosFace's and SphereFace's "
-        "bands are wider in some places than in others."
+        "ArcFace's margin lives in the angle itself. What holds in any dimension is the paper's claim: in the "
+        "$(\\theta_1, \\theta_2)$ plane its decision boundaries are the parallel lines "
+        "$\\theta_2 - \\theta_1 = \\pm m$. " + WIDTH_CLAIMS["arcface_constant_on_circle"].render(widths) + " "
+        + WIDTH_CLAIMS["arcface_not_constant_in_3d"].render(widths)
     )
     left, right = st.columns(2)
     with left:
@@ -104,25 +120,24 @@ elif step == 5:
     st.page_link("pages/decision_margins.py", label="Compare the margins in the Decision-margins lesson",
                  icon=":material/arrow_outward:", query_params={"loss": "arcface", "m2": "0.5", "phi": "60.0"})
 elif step == 6:
+    softmax, arcface, numbers = fig3()
     st.markdown(
-        "The paper's Fig. 3: the same data, the same initial weights, two losses. Norm-Softmax leaves classes "
-        "spread and touching; ArcFace packs each identity tightly around its centre with clear gaps between "
-        "them. (3-D embeddings, 600 steps.)"
+        "The paper's Fig. 3: eight identities, 2-D features, the same data and the same initial weights, two "
+        f"losses, {numbers['steps']:,} steps each. " + FIG3_CLAIMS["arcface_gap"].render(numbers)
     )
-    ns, arc = toy_runs("compare", 600)
-    figs = compare_figures(ns, arc, titles=("Norm-Softmax", "ArcFace"))
-    for col, fig, i in zip(st.columns(2), figs, range(2), strict=True):
+    figs = compare_figures(softmax, arcface, titles=("Softmax", "ArcFace"), centres_labels=(WEIGHTS_NAME, None))
+    for col, fig, snap, i in zip(st.columns(2), figs, (softmax, arcface), range(2), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-fig3-{i}")
+            st.caption(gap_readout(snap), help=GAP_HELP)
     st.page_link("pages/toy_training.py", label="Train them live in the toy lesson", icon=":material/arrow_outward:",
-                 query_params={"compare": "true", "dim": "3"})
+                 query_params={"compare": "true", "dim": "2", "loss_b": "softmax"})
+    st.page_link("pages/toy_training.py", label="Norm-Softmax against ArcFace instead",
+                 icon=":material/arrow_outward:",
+                 query_params={"compare": "true", "dim": "2", "loss_b": "norm_softmax"})
 elif step == 7:
-    st.markdown(
-        "The paper measures the geometry directly (Table 3, CASIA/ResNet50, degrees). ArcFace brings each class "
-        "centre $W_j$ close to where its samples really are (W-EC 14° against 44° for Norm-Softmax) while "
-        "keeping centres apart. The Intra-loss squeezes classes but collapses the centres together; the "
-        "Inter-loss spreads centres but leaves classes loose."
-    )
+    st.markdown("The paper measures the geometry directly (Table 3, CASIA/ResNet50, degrees). "
+                + TABLE3_CLAIMS["table3"].render(table3_numbers()))
     table = pd.DataFrame(PAPER_TABLE3).T
     table.index = [f"{k} {TABLE3_ARROW[k]}" for k in table.index]
     st.dataframe(table, width="stretch")
@@ -131,14 +146,17 @@ elif step == 7:
             "CM1 (1, 0.3, 0.2)"]
     st.dataframe(pd.DataFrame({k: PAPER_TABLE2[k] for k in keep if k in PAPER_TABLE2}).T, width="stretch")
 else:
+    push = push_numbers()
     st.markdown(
         "- **Low dimension.** With 2-D or 3-D embeddings, $s = 64$ and $m = 0.5$ rarely train; the lessons use "
         "smaller scales and margins. Eight classes on a circle leave only 45° between neighbours.\n"
         "- **Beyond π.** $\\cos(\\theta + m)$ rises again past $\\theta = \\pi - m$; training switches to a "
         "decreasing extension (or *easy margin*).\n"
-        "- **The scale s decides how hard the loss pushes.** Below, one sample's loss and its slope at $s = 64$ "
-        "with 10,575 classes: without a margin the push stops early; with a margin it continues.\n"
+        "- " + PUSH_CLAIMS["margin_keeps_pushing"].render(push) + " The scale $s$ sets how steep these curves "
+        "are: move it in the Target-logit lesson.\n"
         "- **Noisy labels** get pushed as hard as clean ones; later work (sub-centre ArcFace) relaxes this."
     )
-    chart(sample_loss_figure([FIG4B_BY_KEY["softmax"], FIG4B_BY_KEY["arcface"], FIG4B_BY_KEY["cosface"]], s=64.0,
-                             num_classes=10575), key=f"{PAGE}-push")
+    chart(sample_loss_figure([FIG4B_BY_KEY[k] for k in PUSH_CURVES], s=push["s"], num_classes=push["classes"]),
+          key=f"{PAGE}-push")
+    st.page_link("pages/target_logit.py", label="Change s in the Target-logit lesson", icon=":material/arrow_outward:",
+                 query_params={"s": "16.0"})

@@ -10,9 +10,10 @@ st.title("Margin-based softmax losses")
 st.markdown(
     "Face recognition trains a classifier over identities, then throws the classifier away and keeps the "
     "**embedding**. What makes embeddings good is the *geometry* the loss leaves behind: samples of one "
-    "identity packed tightly around their class centre $W_j$, centres far apart. The losses below differ only "
-    "in the **target logit** — what the correct class's score is before the softmax. Every lesson of this app "
-    "lets you move the margins and watch what changes."
+    "identity packed tightly around their class centre $W_j$, centres far apart. The cosine losses below "
+    "(Norm-Softmax, SphereFace, CosFace, ArcFace and the combined margin) differ only in the **target logit** — "
+    "what the correct class's score is before the softmax; Softmax also keeps a bias and the feature norm, and "
+    "A-Softmax keeps the norm $\\|x\\|$. Every lesson of this app lets you move the margins and watch what changes."
 )
 
 st.subheader("One family, one formula")
@@ -43,27 +44,35 @@ st.latex(r"L_6 = L_2 - \frac{1}{\pi N (n-1)}\sum_{i=1}^{N}\sum_{j\neq y_i}\arcco
          r"\qquad\text{(Inter: push centres apart)}")
 st.latex(r"\arccos(x_i^{pos}\cdot x_i) + m \le \arccos(x_i^{neg}\cdot x_i)\qquad\text{(angular Triplet, } m = 0.35)")
 
-st.subheader("Algorithm 1: ArcFace in nine steps")
+st.subheader("Algorithm 1: ArcFace in nine lines")
 st.markdown(
     """
+The paper's pseudo-code (MXNet), line by line. Input: the scale $s$, the margin $m$, the number of classes $n$
+and the ground-truth ids $gt$.
+
 1. **Normalise the feature**: $x \\leftarrow x / \\|x\\|$.
 2. **Normalise the weights**: $W_j \\leftarrow W_j / \\|W_j\\|$.
-3. **Cosine logits**: $\\cos\\theta_j = W_j^\\top x$ — a fully connected layer without bias.
-4. **Pick the target cosine** $\\cos\\theta_{y}$ of the ground-truth class.
-5. **Angle**: $\\theta_{y} = \\arccos(\\cos\\theta_{y})$.
-6. **Add the margin**: $\\cos(\\theta_{y} + m)$.
-7. **Replace the target logit**: add $\\text{one\\_hot}(y)\\,(\\cos(\\theta_y + m) - \\cos\\theta_y)$ to the logits.
-8. **Rescale**: multiply every logit by $s$.
-9. **Softmax cross-entropy** on the rescaled logits.
+3. **Cosine logits**: $fc7 = W^\\top x$, a fully connected layer without bias ($\\cos\\theta_j$).
+4. **Pick the target cosine**: $\\cos\\theta_{gt}$, the original target logit.
+5. **Angle**: $\\theta = \\arccos(\\cos\\theta_{gt})$.
+6. **Add the margin**: the marginal target logit $\\cos(\\theta + m)$.
+7. **One-hot** encode $gt$ over the $n$ classes.
+8. **Replace the target logit**: $fc7 \\leftarrow fc7 + \\text{one\\_hot} \\cdot (\\cos(\\theta + m) - \\cos\\theta)$.
+9. **Rescale**: $fc7 \\leftarrow s \\cdot fc7$.
+
+Output: the class-wise scores $fc7$. Training feeds them to the softmax cross-entropy, which is not one of
+the nine lines.
 """
 )
 st.info(
     "**Beyond π.** When $\\theta + m > \\pi$, $\\cos(\\theta + m)$ turns back up and would *reward* the worst "
-    "samples. Training here follows insightface (2018–2022) and pytorch-metric-learning: past "
-    "$\\theta^* = (\\pi - m_2)/m_1$ the target logit becomes $\\cos\\theta - m_3 - c$ with "
-    "$c = \\max(m_2\\sin m_2,\\ 1 + \\cos\\theta^*)$ — exactly insightface's $\\cos\\theta - m\\sin m$ for "
-    "ArcFace, and still decreasing for SphereFace's $m_1 = 1.35$. *Easy margin* instead applies the margin only "
-    "where $\\cos\\theta > 0$. See it on the *Target logit* lesson with the full 0–180° range.",
+    "samples. Past $\\theta^* = (\\pi - m_2)/m_1$ training here uses $\\cos\\theta - m_3 - c$ with "
+    "$c = \\max(m_2\\sin m_2,\\ 1 + \\cos\\theta^*)$. For ArcFace ($m_1 = 1$, $m_3 = 0$) this is exactly the "
+    "$\\cos\\theta - m\\sin m$ of insightface (2018–2022) and pytorch-metric-learning. insightface has this "
+    "extension only for $m_1 = 1$, $m_3 = 0$ (its CosFace branch ignores $m_1$ and $m_2$, and other combinations "
+    "raise an error): the general form, still decreasing for SphereFace's $m_1 = 1.35$ and the combined margins, "
+    "is this app's own extension. *Easy margin* instead applies the margin only where $\\cos\\theta > 0$. See it "
+    "on the *Target logit* lesson with the full 0–180° range.",
     icon=":material/info:",
 )
 

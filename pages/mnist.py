@@ -44,8 +44,10 @@ SPEC = capped(MNIST_SPEC)  # the shared online app: fewer images, smaller batche
 SMALL_TEST = 2000  # test sets up to this size are re-evaluated every frame; larger ones at epoch ends
 
 st.title("Live training: MNIST")
-st.caption("A small CNN maps each image to a 2-D or 3-D embedding. Softmax grows radial petals; Norm-Softmax and "
-           "the margins pull each class into a tight cluster on the circle or sphere, around its centre W_j.")
+st.caption("A small CNN maps each image to a 2-D or 3-D embedding, drawn normalised on the circle or sphere with "
+           "the class weights W_j as rays. A margin (ArcFace, CosFace, SphereFace) makes each class keep an angular "
+           "gap to its neighbours; Softmax and Norm-Softmax only have to get the class right. Compare two losses on "
+           "the same images with *Compare* in the sidebar.")
 values = page_state(PAGE, SPEC)
 data_dir = None if hosted() else (st.session_state.get(DIR_KEY) or "").strip() or None  # a local path: not in URL
 statuses = available_datasets(data_dir)

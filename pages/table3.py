@@ -68,8 +68,9 @@ def request_training() -> None:
 st.markdown(
     "**NS** (Norm-Softmax), **ArcFace**, **IntraL** (NS + Intra-loss), **InterL** (NS + Inter-loss) and **TripletL** "
     "train on the same data with the same seed, initial weights, mini-batches and number of steps; only the loss "
-    "differs. Arrows say which direction is better: ↓ compact classes (small W-EC, Intra), ↑ spread classes "
-    "(large W-Inter, Inter). Index 1 is the training set, 2 the test set."
+    "differs. Arrows say which direction is better: ↓ small W-EC (each class weight $W_j$ lines up with its "
+    "class's feature centre) and Intra (compact classes); ↑ large W-Inter and Inter (centres spread apart). "
+    "Index 1 is the training set, 2 the test set."
 )
 c1, c2 = st.columns([1, 3])
 c1.button("Train the five models", type="primary", icon=":material/play_arrow:", on_click=request_training,
@@ -131,7 +132,8 @@ if result is not None:
         f"Differences by design: {result.n_classes} classes instead of 10,575 identities, {result.config['dim']}-D "
         "embeddings instead of 512-D, a small network trained for seconds, and a test set made of held-out "
         "samples of the training classes (the paper's LFW has other people). In 2-D, 8 classes can be at most 45° "
-        "apart, which caps Inter and W-Inter; pick 8 or 16 dimensions for angles comparable with the paper's."
+        "apart, which caps Inter and W-Inter; pick 8 or 16 dimensions for angles comparable with the paper's "
+        "(16 for the 10 digits to have room for mutually orthogonal classes)."
     )
 
     st.subheader("Pair angles on the test set (Fig. 6/7)")

@@ -62,6 +62,8 @@ st.markdown(
     f"$s\\cos 90° = 0$ (random initialisation in high dimension), at $s = {values['s']:g}$, and its slope "
     "$dL/d\\theta$: the push the sample gets toward its centre. A margin keeps the push on for samples that "
     "are already classified correctly."
+    + (" A-Softmax (the original SphereFace) keeps the feature norm $\\|x\\|$ instead of a scale: its curve is "
+       "drawn at $\\|x\\| = s$." if any(c.kind == "a_softmax" for c in curves) else "")
 )
 chart(sample_loss_figure(curves, s=values["s"], num_classes=values["classes"],
                                    full_range=values["full_range"]), key="sample-loss")

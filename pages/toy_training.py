@@ -2,12 +2,14 @@
 
 import streamlit as st
 
+from arcface_viz.claims import gap_readout
 from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
 from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import TOY_LIVE, TOY_SPEC, toy_config, toy_dataset_defaults
 from arcface_viz.plots.sphere import (
+    centres_name,
     compare_specs,
     curves_spec,
     embedding_spec,
@@ -15,6 +17,7 @@ from arcface_viz.plots.sphere import (
     training_animation,
 )
 from arcface_viz.plots.style import standalone_html, wire
+from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import build_compare_trainers, build_toy_trainer, reconfigure
 from pages._live import get_or_build, live_buttons, live_frame
 from pages._ui import chart, controls, page_state, sync_url
@@ -23,8 +26,9 @@ PAGE = "toy-training"
 TICK_SECONDS = 0.15
 
 st.title("Live training: toy data")
-st.caption("A small MLP maps toy data to a 2-D or 3-D embedding; each loss arranges the embeddings on the "
-           "circle or the sphere in its own way. The paper's Fig. 3 is *compare mode* on the Fig. 3 data set.")
+st.caption("A small MLP maps toy data to a 2-D or 3-D embedding, drawn normalised on the circle or the sphere. "
+           "The paper's Fig. 3 is *compare mode* (Softmax against ArcFace) on the Fig. 3 data set in 2-D; under "
+           "each figure, the gap between its closest identities.")
 SPEC = capped(TOY_SPEC)
 values = page_state(PAGE, SPEC)
 loss = values["loss"]
@@ -85,16 +89,20 @@ def figures(run: LiveSession) -> dict:
         status.append(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
                       f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
     regions = [r if snap.embeddings.shape[1] == 2 else None for r, snap in zip(regions, snaps, strict=True)]
+    rays = [centres_name(t.loss_fn.info.head) for t in run.trainers]
     if len(snaps) == 2:
-        emb = compare_specs(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions))
+        emb = compare_specs(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions),
+                            centres_labels=tuple(rays))
     else:
+        what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
         emb = [embedding_spec(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
-                              title=f"{titles[0]}: embeddings and class centres W_j", regions=regions[0])]
+                              title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
+                              centres_label=rays[0])]
     theta = [theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")
              for hist, title in zip(run.history, titles, strict=True)]
     curves = [curves_spec(**run.curves(i)) for i in range(len(snaps))]
-    return {"status": status, "emb": [wire(f) for f in emb], "theta": [wire(f) for f in theta],
-            "curves": [wire(f) for f in curves]}
+    return {"status": status, "emb": [wire(f) for f in emb], "gaps": [gap_readout(snap) for snap in snaps],
+            "theta": [wire(f) for f in theta], "curves": [wire(f) for f in curves]}
 
 
 def draw(run: LiveSession) -> None:
@@ -105,9 +113,11 @@ def draw(run: LiveSession) -> None:
                    "Changing a setting mid-run gives you a run of your own, from the step on screen.")
     for col, status in zip(st.columns(len(shown["status"])), shown["status"], strict=True):
         col.markdown(status)
-    for col, fig, i in zip(st.columns(len(shown["emb"])), shown["emb"], range(len(shown["emb"])), strict=True):
+    emb = shown["emb"]
+    for col, fig, gap, i in zip(st.columns(len(emb)), emb, shown["gaps"], range(len(emb)), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
+            st.caption(gap, help=GAP_HELP)
     cols = st.columns(len(shown["theta"]))
     for col, theta, curves, i in zip(cols, shown["theta"], shown["curves"], range(len(cols)), strict=True):
         with col:

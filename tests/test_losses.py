@@ -343,7 +343,7 @@ COSINE_CASES = [
 
 @pytest.mark.parametrize("name,params", COSINE_CASES)
 def test_fused_training_path_matches_op_by_op_autograd(name, params):
-    """forward() runs one fused node (_CosineMarginCE); it must equal CE(logits(x, y)) in value and gradient,
+    """forward() runs one fused node (_MarginCE); it must equal CE(logits(x, y)) in value and gradient,
     including samples on their centre (θ = 0), opposite it (θ = π) and past the extension threshold."""
     torch.manual_seed(5)
     loss = make_loss(name, 6, 3, **params)
@@ -365,15 +365,50 @@ def test_fused_training_path_matches_op_by_op_autograd(name, params):
     assert torch.isfinite(gx).all() and torch.isfinite(gw).all()
 
 
+FUSED = [name for name, info in LOSSES.items() if info.margin is not None and info.fused]
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("low_dim", [False, True])
+def test_every_fused_margin_matches_its_autograd_path(name, low_dim):
+    """For every registered margin function: the fused node's analytic backward (from the derivatives the
+    function returns) = autograd through the same function, in values, gradients and the state it updates,
+    with samples at θ = 0 and θ = π, during the warm-up."""
+    from arcface_viz.margin import margin_cross_entropy
+
+    torch.manual_seed(8)
+    loss = make_loss(name, 6, 3, **loss_defaults(name, low_dim))
+    loss.margin_scale = 0.6
+    x = torch.randn(30, 3) * 2
+    y = torch.randint(0, 6, (30,))
+    w = F.normalize(loss.centre_matrix().detach(), dim=1)
+    x[0], x[1] = 2.0 * w[y[0] * loss.centres], -0.5 * w[y[1] * loss.centres]
+    state = {k: v.clone() for k, v in loss.named_buffers()}
+    runs = []
+    for fused in (True, False):
+        loss.load_state_dict({**loss.state_dict(), **state})
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(9)  # margins drawn at random see the same numbers
+        centres = loss.centre_matrix()
+        value = margin_cross_entropy(loss, xi, centres, y, fused=fused)
+        grads = torch.autograd.grad(value, (xi, centres))
+        runs.append((value, *grads, *(b.clone() for _, b in loss.named_buffers())))
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert all(torch.isfinite(t).all() for t in runs[0])
+
+
 def test_fused_training_path_passes_gradcheck():
     """Finite differences in float64 on the fused node, away from the piecewise boundaries."""
-    from arcface_viz.losses import _CosineMarginCE
+    from arcface_viz.losses import make_margin
+    from arcface_viz.margin import _MarginCE
 
     torch.manual_seed(6)
     x = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 5, (12,))
-    for margins in ((1.0, 0.0, 0.0, False), (1.0, 0.5, 0.0, False), (1.3, 0.2, 0.1, False),
-                    (1.0, 0.5, 0.0, True)):
-        assert torch.autograd.gradcheck(lambda a, b, m=margins: _CosineMarginCE.apply(a, b, y, 4.0, *m),
+    for m1, m2, m3, easy in ((1.0, 0.0, 0.0, False), (1.0, 0.5, 0.0, False), (1.3, 0.2, 0.1, False),
+                             (1.0, 0.5, 0.0, True)):
+        margin = make_margin("combined", s=4.0, m1=m1, m2=m2, m3=m3, easy_margin=easy)
+        assert torch.autograd.gradcheck(lambda a, b, m=margin: _MarginCE.apply(a, b, y, m),
                                         (x, w), eps=1e-6, atol=1e-5)

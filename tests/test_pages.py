@@ -18,7 +18,10 @@ def test_home_shows_formulas_and_algorithm():
     at = open_page("pages/home.py")
     assert len(at.latex) >= 8
     text = " ".join(m.value for m in at.markdown)
-    assert "Normalise the feature" in text and "Softmax cross-entropy" in text
+    # the paper's nine lines: one-hot is its own line, and the algorithm ends with the scaled logits
+    steps = [line for line in text.splitlines() if line[:2] in {f"{i}." for i in range(1, 10)}]
+    assert len(steps) == 9 and "Normalise the feature" in steps[0]
+    assert "One-hot" in steps[6] and "Rescale" in steps[8] and "cross-entropy" not in " ".join(steps)
 
 
 def test_target_logit_slider_changes_the_curve_and_url():

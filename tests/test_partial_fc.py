@@ -1,4 +1,7 @@
-"""Partial FC: sharded class centres on 2 real gloo ranks give the single-process loss and gradients."""
+"""Partial FC: sharded class centres on 2 real gloo ranks give the single-process loss and gradients, for the
+registry's losses and for a test-only loss (tests/margin_probe.py) that uses every extension point of the
+margin API: running state reduced across ranks, undetached feature norms, an extra loss term, per-sample
+random margins, changed negatives, gradient detachment and sub-centres."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from margin_probe import probe_registered
 from torch import nn
 
 from arcface_viz.fullscale.partial_fc import PartialFC, allreduce_sum_hook, shard_range, supports
@@ -26,6 +30,15 @@ CASES = [
     ("norm_softmax+intra+inter", {}),
     ("arcface+triplet", {}),
 ]
+PROBE_CASES = [
+    ("probe", {}),
+    ("probe", {"probe_sigma": 0.1, "detach_margin": True}),
+    ("probe_sub", {"probe_sigma": 0.1}),
+]
+
+
+def _probe_weight(k: int) -> torch.Tensor:
+    return torch.randn(N_CLASSES * k, DIM, generator=torch.Generator().manual_seed(5))
 
 
 def _data():
@@ -56,6 +69,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             loss.backward()
             out["cases"].append((loss.item(), x.grad.clone(), pfc.weight.grad.clone(), pfc.class_start))
         out["gathered"] = pfc.gather_weight(dst=0)
+        out["probe"] = _probe_cases(emb[sl], labels[sl])
 
         # a DDP step: the backbone gradient, summed by the comm hook, equals the single-process one
         torch.manual_seed(0)
@@ -77,6 +91,24 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def _probe_cases(emb: torch.Tensor, labels: torch.Tensor) -> list:
+    """Each rank's loss, gradients and state t for the probe cases (random margins seeded alike everywhere)."""
+    out = []
+    with probe_registered():
+        for i, (name, params) in enumerate(PROBE_CASES):
+            pfc = PartialFC(name, N_CLASSES, DIM, **params)
+            k = pfc.margin_loss.centres
+            with torch.no_grad():
+                pfc.weight.copy_(_probe_weight(k)[pfc.class_start * k:pfc.class_end * k])
+            x = emb.clone().requires_grad_(True)
+            torch.manual_seed(100 + i)
+            loss = pfc(x, labels)
+            loss.backward()
+            out.append((loss.item(), x.grad.clone(), pfc.weight.grad.clone(), pfc.class_start * k,
+                        pfc.margin_loss.t.item()))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +134,42 @@ def test_two_ranks_match_single_process(two_ranks, case):
         torch.testing.assert_close(x_grad, x.grad[rank * B:(rank + 1) * B], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(w_grad, ref.weight.grad[start:start + w_grad.shape[0]], rtol=1e-4, atol=1e-6)
     assert sum(res["cases"][case][2].shape[0] for res in two_ranks) == N_CLASSES
+
+
+@pytest.mark.parametrize("case", range(len(PROBE_CASES)), ids=[f"{n}{p or ''}" for n, p in PROBE_CASES])
+def test_probe_loss_on_two_ranks_matches_single_process(two_ranks, case):
+    """A loss registered through the public API runs on 2 ranks with no change to partial_fc.py."""
+    name, params = PROBE_CASES[case]
+    _, labels, emb, _ = _data()
+    with probe_registered():
+        ref = make_loss(name, N_CLASSES, DIM, **params)
+        k = ref.centres
+        with torch.no_grad():
+            ref.centre_matrix().copy_(_probe_weight(k).view_as(ref.centre_matrix()))
+        x = emb.clone().requires_grad_(True)
+        torch.manual_seed(100 + case)
+        loss = ref(x, labels)
+        loss.backward()
+        w_grad_ref = (ref.weight if k == 1 else ref.subcentres).grad.reshape(N_CLASSES * k, DIM)
+    assert ref.t.item() != 0.0
+    for rank, res in enumerate(two_ranks):
+        value, x_grad, w_grad, start, t = res["probe"][case]
+        assert value == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
+        assert t == pytest.approx(ref.t.item(), rel=1e-6)  # the state saw the batch of every rank
+        torch.testing.assert_close(x_grad, x.grad[rank * B:(rank + 1) * B], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(w_grad, w_grad_ref[start:start + w_grad.shape[0]], rtol=1e-4, atol=1e-6)
+    assert sum(res["probe"][case][2].shape[0] for res in two_ranks) == N_CLASSES * k
+
+
+def test_sampling_with_subcentres_keeps_every_subcentre_of_a_sampled_class():
+    with probe_registered():
+        pfc = PartialFC("probe_sub", 40, DIM, sample_rate=0.25, seed=2)
+        assert tuple(pfc.weight.shape) == (80, DIM)
+        pfc(torch.randn(3, DIM), torch.tensor([3, 3, 17])).backward()
+    index = pfc.last_index.tolist()
+    assert len(index) == 10 and {3, 17} <= set(index)
+    touched = torch.nonzero(pfc.weight.grad.abs().sum(dim=1)).squeeze(1)
+    assert set((touched // 2).tolist()) == set(index)  # each sampled class learns through a sub-centre, no other
 
 
 def test_gather_weight_and_ddp_gradient(two_ranks):

@@ -17,8 +17,12 @@ from app_helpers import APP
 from streamlit.testing.v1 import AppTest
 
 from arcface_viz import settings
+from arcface_viz.fullscale import launch as L
+from arcface_viz.fullscale import metrics as M
+from arcface_viz.fullscale import processes as P
 from arcface_viz.fullscale import runs as R
 from arcface_viz.params import ParamError
+from arcface_viz.plots.runs import metrics_figure
 
 TIMEOUT = 240  # seconds a run may take on two busy cores before a test gives up (never asserted)
 
@@ -36,7 +40,7 @@ def env(tmp_path, monkeypatch):
 
 
 def tiny(**overrides):
-    cfg = R.load_launch_config("tiny_cpu")
+    cfg = L.load_launch_config("tiny_cpu")
     cfg.update(overrides)
     return cfg
 
@@ -162,15 +166,15 @@ def test_launch_validation_fails_before_anything_starts(env):
 
 
 def test_launch_form_values_round_trip_to_a_config():
-    spec = R.launch_spec()
+    spec = L.launch_spec()
     values = spec.defaults()
-    cfg = R.config_from_values(values)
+    cfg = L.config_from_values(values)
     assert cfg["network"] == "mobilefacenet" and cfg["max_steps"] == 6 and cfg["data"]["format"] == "synthetic"
     values.update(loss="cosface", m3=0.35, max_steps=0, lr=0.0005, optimizer="adamw")
-    cfg = R.config_from_values(spec.validate(values))
+    cfg = L.config_from_values(spec.validate(values))
     assert cfg["loss"] == "cosface" and cfg["m3"] == 0.35 and cfg["m2"] is None  # only the loss's own margins
     assert cfg["max_steps"] is None and cfg["lr"] == 0.0005 and cfg["optimizer"] == "adamw"
-    assert R.values_from_config(cfg)["m3"] == 0.35
+    assert L.values_from_config(cfg)["m3"] == 0.35
     with pytest.raises(ParamError, match="batch size"):
         spec.validate({**values, "batch_size": 1})
 
@@ -182,13 +186,13 @@ def test_metrics_reader_tolerates_a_partial_last_line(tmp_path):
     lines.insert(2, {"kind": "val", "time": 1.5, "step": 2, "target": "lfw", "acc": 0.75, "std": 0.1,
                      "threshold": 0.3})
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"kind": "train", "step": 4, "lo')
-    records = R.read_metrics(path)
+    records = M.read_metrics(path)
     assert train_steps(records) == [1, 2, 3]
-    summary = R.summarize_metrics(records)
+    summary = M.summarize_metrics(records)
     assert summary["step"] == 3 and summary["val"]["lfw"]["acc"] == 0.75 and "done" not in summary
-    series = R.metric_series(records)
+    series = M.metric_series(records)
     assert series["train"]["step"] == [1, 2, 3] and series["val:lfw"]["acc"] == [0.75]
-    assert len(R.metrics_figure(records).data) == 4
+    assert len(metrics_figure(records).data) == 4
 
 
 # ---------------------------------------------------------------------------------------------- real runs
@@ -244,7 +248,7 @@ def test_kill9_then_reconcile_fails_and_resume_continues_from_the_checkpoint(env
     def progressed():
         latest = json.loads((run.path / "checkpoints" / "latest.json").read_text()) \
             if (run.path / "checkpoints" / "latest.json").is_file() else None
-        steps = train_steps(R.read_metrics(run.path / "metrics.jsonl"))
+        steps = train_steps(M.read_metrics(run.path / "metrics.jsonl"))
         assert reg.get(rid).status == "running", reg.log_tail(rid, 40)
         return latest and steps and max(steps) > latest["step"]
 
@@ -258,7 +262,7 @@ def test_kill9_then_reconcile_fails_and_resume_continues_from_the_checkpoint(env
     assert run.status == "failed" and "ended without finishing" in run.message
     assert not any(alive(p) for p in [run.pid, *ranks]), [(p, _stat(p), Path(f"/proc/{p}/cmdline").read_bytes())
                                                           for p in [run.pid, *ranks] if alive(p)]
-    assert R.run_processes(run) == []
+    assert P.run_processes(run) == []
     assert (run.path / "train.log").is_file() and (run.path / "launcher.log").is_file()  # the logs are kept
     checkpoint = json.loads((run.path / "checkpoints" / "latest.json").read_text())
     assert checkpoint["world_size"] == 2
@@ -271,28 +275,28 @@ def test_kill9_then_reconcile_fails_and_resume_continues_from_the_checkpoint(env
 
     def new_steps():
         assert reg.get(rid).status == "running", reg.log_tail(rid, 40)
-        recs = [r for r in R.read_metrics(run.path / "metrics.jsonl") if r.get("time", 0) >= resumed_at]
+        recs = [r for r in M.read_metrics(run.path / "metrics.jsonl") if r.get("time", 0) >= resumed_at]
         return [r["step"] for r in recs if r["kind"] == "train"][:1]
 
     first = wait_for(new_steps, "the first step after resume")[0]
     assert first == checkpoint["step"] + 1
     steps = train_steps(reg.metrics(rid))
     assert steps == sorted(set(steps)) and steps[:checkpoint["step"]] == list(range(1, checkpoint["step"] + 1))
-    series = wait_for(lambda: (s := R.metric_series(reg.metrics(rid))) and "val:val" in s and s, "a verification")
+    series = wait_for(lambda: (s := M.metric_series(reg.metrics(rid))) and "val:val" in s and s, "a verification")
     assert all(0.0 <= a <= 1.0 for a in series["val:val"]["acc"]) and series["val:val"]["step"][0] % 2 == 0
 
     ranks = descendants(run.pid)
     stopped = reg.stop(rid, grace=15)
     assert stopped.status == "stopped" and stopped.ended is not None
     assert not any(alive(p) for p in [run.pid, *ranks]), "a rank survived stop"
-    assert not group_members(run.pgid) and R.run_processes(stopped) == []
+    assert not group_members(run.pgid) and P.run_processes(stopped) == []
     with pytest.raises(ValueError, match="not running"):
         reg.stop(rid)
 
 
 def test_multinode_command_lines_slurm_script_and_stop_while_waiting_for_peers(env):
     reg = R.Registry()
-    port = R.free_port()
+    port = P.free_port()
     rid = reg.launch(tiny(), nproc_per_node=2, nnodes=2, node_rank=0, master_addr="127.0.0.1", master_port=port)
     run = reg.get(rid)
     cfg_path = str(run.path / "config.json")
@@ -331,7 +335,7 @@ def test_multinode_command_lines_slurm_script_and_stop_while_waiting_for_peers(e
 
     wait_for(listening, "node 0's rendezvous store to listen")
     stopped = reg.stop(rid, grace=10)
-    assert stopped.status == "stopped" and not group_members(run.pgid) and R.run_processes(stopped) == []
+    assert stopped.status == "stopped" and not group_members(run.pgid) and P.run_processes(stopped) == []
     (run.path / "checkpoints").mkdir(exist_ok=True)
     (run.path / "checkpoints" / "latest.json").write_text(json.dumps({"step": 3, "world_size": 3}))
     with pytest.raises(ValueError, match="saved by 3 ranks"):
@@ -408,5 +412,24 @@ def test_page_launches_follows_and_stops_a_run(env, monkeypatch):
     codes = " ".join(c.value for c in at.code)
     assert "-m torch.distributed.run" in codes and "--resume" in codes
     next(b for b in at.button if b.label == "Stop").click().run()
-    assert not at.exception and reg.get(1).status == "stopped" and R.run_processes(reg.get(1)) == []
+    assert not at.exception and reg.get(1).status == "stopped" and P.run_processes(reg.get(1)) == []
     assert next(b for b in at.button if b.label == "Resume").disabled is False
+
+
+def test_launch_form_shows_every_key_of_the_run_config_and_a_loss_loads_its_values(env, monkeypatch):
+    from arcface_viz.fullscale.config import LOSS_KEYS
+    from arcface_viz.losses import LOSSES
+
+    monkeypatch.setenv("ARCFACE_VIZ_BACKEND", "1")
+    at = _backend_page()
+    shown = {w.label for kind in ("slider", "number_input", "selectbox", "toggle", "multiselect", "text_input")
+             for w in at.get(kind)}
+    hidden = set(LOSS_KEYS.values()) - {LOSS_KEYS[k] for k in LOSSES["arcface"].params}  # other losses' own
+    for p in L.launch_spec():
+        if p.name not in hidden:
+            assert p.title in shown, p.name
+    at.selectbox(key="backend:loss").select("cosface").run()
+    assert not at.exception and at.slider(key="backend:m3").value == 0.35 and at.slider(key="backend:s").value == 64
+    config = json.loads(at.json[0].value)
+    assert (config["loss"], config["m3"], config["m2"], config["loss_params"]["easy_margin"]) == \
+        ("cosface", 0.35, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from arcface_viz import stats as S
@@ -172,6 +172,94 @@ def test_class_whose_embeddings_cancel_has_no_centre():
 
 
 # ---- pair angles (Fig. 6/7) ----------------------------------------------------------------------
+
+
+# ---- the gap between neighbouring identities (Fig. 3) -------------------------------------------
+# classes at 0..20°, 50..70°, 150..160°, 250..270° (norms 1 and 3 alternate): centres 10°, 60°, 155°, 260°.
+# Neighbours around the circle and their empty arcs: (0,1) 20→50 = 30°, (1,2) 70→150 = 80°,
+# (2,3) 160→250 = 90°, (3,0) 270→360 = 90°.  Smallest: 30° between classes 0 and 1.
+ARCS = {0: [0, 10, 20], 1: [50, 60, 70], 2: [150, 160], 3: [250, 260, 270]}
+
+
+def arcs(spec=ARCS):
+    deg = [a for c in spec for a in spec[c]]
+    labels = [c for c in spec for _ in spec[c]]
+    return unit2(deg) * np.resize([1.0, 3.0], len(deg))[:, None], np.asarray(labels)
+
+
+def test_neighbour_gaps_by_hand_in_2d():
+    x, y = arcs()
+    g = S.neighbour_gaps(x, y, outliers=0.0)
+    assert g.pairs.tolist() == [[0, 1], [0, 3], [1, 2], [2, 3]]
+    assert g.gaps_deg == pytest.approx([30.0, 90.0, 80.0, 90.0])
+    assert g.smallest == pytest.approx(30.0) and g.closest_pair == (0, 1)
+    assert S.gap_deg(x, y, outliers=0.0) == pytest.approx(30.0)
+    assert S.gap_deg(torch.as_tensor(x), torch.as_tensor(y), outliers=0.0) == pytest.approx(30.0)
+
+
+def test_a_stray_sample_is_an_outlier_and_overlap_is_negative():
+    # class 1 gets a stray sample at 25°: without outliers set aside the band is 20→25 = 5°; with the
+    # nearest 25 % of each class set aside (quantile 0.25 of 4 samples: between the 1st and 2nd nearest)
+    # the stray no longer decides the gap, which stays well above 5°.
+    x, y = arcs({**ARCS, 1: [25, 50, 60, 70]})
+    assert S.neighbour_gaps(x, y, outliers=0.0).gaps_deg[0] == pytest.approx(5.0)
+    assert S.neighbour_gaps(x, y, outliers=0.25).gaps_deg[0] > 15.0
+    # interleaved classes: class 1 reaches 10° into class 0's arc -> gap −10°
+    x, y = arcs({0: [0, 10, 20], 1: [10, 40, 50], 2: [180]})
+    assert S.neighbour_gaps(x, y, outliers=0.0).gaps_deg[0] == pytest.approx(-10.0, abs=1e-6)
+    # classes whose centres coincide overlap completely
+    x, y = arcs({0: [0, 20], 1: [10], 2: [180]})
+    x, y = np.vstack([x, unit2([10])]), np.append(y, 0)
+    assert S.neighbour_gaps(x, y, outliers=0.0).smallest == -180.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 9), st.integers(0, 10_000))
+def test_2d_gap_is_the_empty_arc_between_neighbours(n, seed):
+    """Independent check: sort every sample's angle and measure the empty arcs between classes directly."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.uniform(0, 360, 2 * n))  # class c fills [cuts[2c], cuts[2c+1]], holes in between
+    deg, labels = [], []
+    for c in range(n):
+        lo, hi = cuts[2 * c], cuts[2 * c + 1]
+        deg += [lo, hi, *rng.uniform(lo, hi, 5)]
+        labels += [c] * 7
+    holes = [(cuts[(2 * c + 2) % (2 * n)] - cuts[2 * c + 1]) % 360 for c in range(n)]
+    # the band is measured from the bisector of the two centres: the arc and the measured band agree while
+    # every sample of the pair lies within 90° of it (asin reaches no further; such pairs are far apart)
+    centres = np.degrees(np.angle([np.exp(1j * np.radians(deg[7 * c:7 * c + 7])).mean() for c in range(n)]))
+    for c in range(n):
+        mid = centres[c] + ((centres[(c + 1) % n] - centres[c]) % 360) / 2
+        pair = deg[7 * c:7 * c + 7] + deg[7 * ((c + 1) % n):7 * ((c + 1) % n) + 7]
+        assume(max(abs((d - mid + 180) % 360 - 180) for d in pair) < 90)
+    g = S.neighbour_gaps(unit2(deg), labels, outliers=0.0)
+    assert sorted(g.gaps_deg) == pytest.approx(sorted(holes), abs=1e-6)
+
+
+def test_gap_in_3d_is_measured_across_the_bisecting_great_circle():
+    # two classes mirrored across the equator (latitudes ±10..±30°), a third far away: the bisecting
+    # plane of the first two is the equator, so their gap is 10° + 10°.
+    def at(lat, lon):
+        la, lo = np.radians(lat), np.radians(lon)
+        return np.array([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+    pts = [at(s * lat, lon) for s in (1, -1) for lat in (10, 20, 30) for lon in (-5, 0, 5)]
+    x = np.array(pts + [at(0, 180)])
+    y = np.array([0] * 9 + [1] * 9 + [2])
+    g = S.neighbour_gaps(x, y, outliers=0.0)
+    assert g.closest_pair == (0, 1) and g.smallest == pytest.approx(20.0)
+
+
+def test_gap_errors():
+    x, y = arcs()
+    with pytest.raises(ValueError, match="two classes"):
+        S.neighbour_gaps(x[:3], y[:3])
+    with pytest.raises(ValueError, match="outliers"):
+        S.neighbour_gaps(x, y, outliers=0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        S.neighbour_gaps(np.full_like(x, np.nan), y)
+    with pytest.raises(ValueError, match="entries"):
+        S.neighbour_gaps(x, y[:-1])
 
 
 def test_pair_angles_enumerate_small_sets_exactly():

@@ -39,13 +39,54 @@ def test_blobs_label_noise_flips_about_the_asked_fraction():
     assert 0.15 < flipped < 0.25
 
 
-def test_fig3_paper_size_and_input_geometry():
+def _ring_coordinates(d):
+    """(radius, angle in degrees) of each fig3 sample, read from its first harmonic (x0, x1) = r(cos a, sin a)."""
+    return np.hypot(d.X[:, 0], d.X[:, 1]), np.degrees(np.arctan2(d.X[:, 1], d.X[:, 0])) % 360
+
+
+def _arcs(d):
+    """Each class's occupied arc as (start, width) in degrees: the complement of its largest empty arc."""
+    _, a = _ring_coordinates(d)
+    out = []
+    for c in range(d.num_classes):
+        ac = np.sort(a[d.y == c])
+        holes = np.diff(np.concatenate([ac, [ac[0] + 360]]))
+        i = int(np.argmax(holes))
+        out.append(((ac[(i + 1) % len(ac)]) % 360, 360 - holes[i]))
+    return out
+
+
+def test_fig3_paper_size_and_ring_geometry():
+    """Identities fill arcs of a ring: different widths (ratio 2), neighbours touching across a 7° empty
+    band, radii in [0.5, 1.5]; higher coordinates are the harmonics (r cos ka, r sin ka)/k²."""
     d = fig3(samples_per_class=FIG3_PAPER_SAMPLES)
     assert d.X.shape == (8 * 1500, 8) and d.num_classes == 8
-    means = np.stack([d.X[d.y == c].mean(0) for c in range(8)])
-    # unit means on orthonormal directions: pairwise distance √2
-    dist = np.linalg.norm(means[:, None] - means[None], axis=-1)[~np.eye(8, dtype=bool)]
-    assert np.allclose(dist, np.sqrt(2), atol=0.05)
+    r, a = _ring_coordinates(d)
+    assert r.min() >= 0.5 - 1e-5 and r.max() <= 1.5 + 1e-5
+    k = np.arange(1, 5)
+    rad = np.radians(a)[:, None] * k
+    assert np.allclose(d.X[:, 0::2], r[:, None] * np.cos(rad) / k ** 2, atol=1e-5)
+    assert np.allclose(d.X[:, 1::2], r[:, None] * np.sin(rad) / k ** 2, atol=1e-5)
+    arcs = sorted(_arcs(d))
+    widths = np.array([w for _, w in arcs])
+    assert widths.max() / widths.min() == pytest.approx(2.0, rel=0.02)  # classes differ in spread
+    bands = [(arcs[(i + 1) % 8][0] - (s + w)) % 360 for i, (s, w) in enumerate(arcs)]
+    assert min(bands) >= 7.0 - 1e-3 and max(bands) < 7.5  # disjoint (Bayes error 0), but touching
+    assert widths.sum() + sum(bands) == pytest.approx(360, abs=1e-3)
+
+
+def test_fig3_neighbours_touch_in_input_space_and_noise_blurs_the_band():
+    d = fig3(samples_per_class=400)
+    arcs = _arcs(d)
+    starts = np.array([s for s, _ in arcs])
+    for c in range(8):  # the class whose arc starts just after c's ends is its neighbour
+        nxt = int(np.argmin((starts - (arcs[c][0] + arcs[c][1])) % 360))
+        across = np.linalg.norm(d.X[d.y == c][:, None] - d.X[d.y == nxt][None], axis=-1).min()
+        within = np.linalg.norm(d.X[d.y == c][:, None] - d.X[d.y == c][None], axis=-1).max()
+        assert across < 0.2 < 0.5 < within  # much closer to the neighbour than to the far end of itself
+    noisy = fig3(samples_per_class=400, noise=0.05)
+    assert np.array_equal(noisy.y, d.y) and 0.03 < np.std(noisy.X - d.X) < 0.07
+    assert fig3(input_dim=2).X.shape == (1600, 2) and fig3(num_classes=3, samples_per_class=5).num_classes == 3
 
 
 def test_sphere_points_lie_on_the_unit_sphere():
@@ -96,3 +137,14 @@ def test_bad_names_and_arguments_raise_value_error():
         fig3(num_classes=1)
     with pytest.raises(ValueError):
         fig3(noise=-1)
+    for bad in ({"input_dim": 7}, {"band_deg": 45.0}, {"width_ratio": 0.5}):
+        with pytest.raises(ValueError):
+            fig3(**bad)
+
+
+def test_toy_lesson_opens_on_fig3_with_the_data_sets_own_defaults():
+    from arcface_viz.params import TOY_SPEC, toy_dataset_defaults
+
+    assert TOY_SPEC["dataset"].default == "fig3"
+    for name, value in toy_dataset_defaults("fig3").items():
+        assert TOY_SPEC[name].default == value, name

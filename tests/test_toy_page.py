@@ -70,12 +70,20 @@ def test_loss_parameter_mid_run_applies_and_structural_change_asks_for_reset():
 
 
 def test_compare_mode_draws_two_losses_side_by_side():
+    """Compare mode is the paper's Fig. 3 by default: Softmax against ArcFace in 2-D, each figure with its gap."""
     at = open_page(PAGE, {"compare": "true"})
     heads = header(at)
-    assert len(heads) == 2 and heads[0].startswith("**Norm-Softmax**") and heads[1].startswith("**ArcFace**")
+    assert len(heads) == 2 and heads[0].startswith("**Softmax**") and heads[1].startswith("**ArcFace**")
     assert len(charts(at)) == 6
+    assert charts(at)[0]["data"][0]["type"] == "scatter"  # 2-D
     button(at, "Step").click().run()
     assert all("step 20 " in h for h in header(at))
+    gaps = [c.value for c in at.caption if c.value.startswith("Gap between the closest identities")]
+    assert len(gaps) == 2
+    legend = {t.get("name") for t in charts(at)[0]["data"]}
+    assert "class weights W<sub>j</sub> (with bias)" in legend  # Softmax's W_j work with a bias: not centres
+    widget(at, "second loss").set_value("norm_softmax").run()  # Norm-Softmax one click away
+    assert any("Reset" in i.value for i in at.info)
 
 
 def test_three_d_and_link_state():

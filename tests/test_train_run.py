@@ -15,18 +15,9 @@ import pytest
 import torch
 
 from arcface_viz.fullscale.backbones import get_backbone
-from arcface_viz.fullscale.train import (
-    ConfigError,
-    TrainConfig,
-    build_dataset,
-    config_errors,
-    held_out_indices,
-    list_presets,
-    load_config,
-    lr_factor,
-    main,
-    train,
-)
+from arcface_viz.fullscale.config import ConfigError, TrainConfig, config_errors, list_presets, load_config
+from arcface_viz.fullscale.datasets import build_dataset, held_out_indices
+from arcface_viz.fullscale.train import lr_factor, main, train
 from arcface_viz.stats import load_embeddings_npz
 from toy_data.faces import make_synthetic_faces, make_verification_bin
 
@@ -208,11 +199,12 @@ def test_presets():
 
 
 def test_lr_schedule_warmup_then_polynomial():
-    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10) == pytest.approx(0.25)  # (1 − 45/90)^2
-    assert lr_factor(99, 100, 0) == pytest.approx(1e-4)
+    # arcface_torch's one-step lag: step k uses j = max(k − 1, 0) (tests/test_arcface_torch_parity.py)
+    assert lr_factor(0, 100, 10) == lr_factor(1, 100, 10) == 0.0
+    assert lr_factor(10, 100, 10) == pytest.approx(0.9)
+    assert lr_factor(11, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(56, 100, 10) == pytest.approx(0.25)  # (1 − 45/90)^2
+    assert lr_factor(99, 100, 0) == pytest.approx(4e-4)  # (1 − 98/100)^2
 
 
 def test_held_out_sample_keeps_every_identity_training(faces):
@@ -238,11 +230,11 @@ def test_replicated_head_single_process(faces, tmp_path):
 
 def test_a_save_cut_short_falls_back_to_the_previous_checkpoint(tmp_path):
     """Killed between a rank's new file and latest.json: resume takes rank_{r}.prev.pt of the latest step."""
-    from arcface_viz.fullscale.train import _load_rank_checkpoint
+    from arcface_viz.fullscale.checkpoints import load_rank_checkpoint
 
     torch.save({"step": 6, "tag": "new"}, tmp_path / "rank_1.pt")
     torch.save({"step": 4, "tag": "old"}, tmp_path / "rank_1.prev.pt")
-    assert _load_rank_checkpoint(tmp_path, 1, 4)["tag"] == "old"
-    assert _load_rank_checkpoint(tmp_path, 1, 6)["tag"] == "new"
+    assert load_rank_checkpoint(tmp_path, 1, 4)["tag"] == "old"
+    assert load_rank_checkpoint(tmp_path, 1, 6)["tag"] == "new"
     with pytest.raises(ConfigError, match="rank 0 has no checkpoint of that step"):
-        _load_rank_checkpoint(tmp_path, 0, 4)
+        load_rank_checkpoint(tmp_path, 0, 4)

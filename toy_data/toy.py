@@ -4,10 +4,11 @@ Every generator takes ``(num_classes, samples_per_class, noise, seed, ...)`` and
 :class:`ToyData` with ``X`` (float32, (N, input_dim)) and ``y`` (int64, (N,)).  The same arguments give
 the same arrays; :meth:`ToyData.train_test_split` splits per class, so every class is in both parts.
 
-``fig3`` stands in for the paper's 8 face identities: 8 tight Gaussian clusters whose means lie on
-orthonormal directions of an 8-D input space (pairwise distance √2, noise σ = 0.15, so the Bayes error
-is far below 0.1 %).  Any classifier can separate them; what differs between losses is the *geometry*
-of the 2-D/3-D embedding (ambiguous boundaries for Norm-Softmax, clear gaps for ArcFace).
+``fig3`` stands in for the paper's 8 face identities.  Like real identities, its classes touch and differ
+in spread: each identity fills an arc of a ring (arcs of different widths, neighbours separated only by a
+thin empty band, so the Bayes error is zero but there is no room to spare), drawn in an 8-D input space.
+A loss without a margin is free to leave neighbouring identities touching on the circle (the paper's
+ambiguous Softmax boundaries); ArcFace must open an angular gap between them (Fig. 3).
 ``blobs``, ``spirals``, ``moons`` and ``imbalanced`` overlap or curl so that margins matter.
 """
 
@@ -114,16 +115,40 @@ def _flip_labels(y: np.ndarray, num_classes: int, fraction: float, rng: np.rando
     return y
 
 
-def fig3(num_classes: int = 8, samples_per_class: int = 200, noise: float = 0.15, seed: int = 0,
-         input_dim: int = 8) -> ToyData:
-    """Fig. 3 toy: ``num_classes`` Gaussian identities N(μ_c, σ²I) with unit means on orthonormal
-    directions (pairwise distance √2).  The paper uses 8 identities × 1,500 samples (FIG3_PAPER_SAMPLES)."""
+def fig3(num_classes: int = 8, samples_per_class: int = 200, noise: float = 0.0, seed: int = 0,
+         input_dim: int = 8, band_deg: float = 7.0, width_ratio: float = 2.0) -> ToyData:
+    """Fig. 3 toy: ``num_classes`` identities on a ring, neighbours touching, each with its own spread.
+
+    Identity c fills the arc a ∈ [a_c, a_c + w_c] of the ring and radii r ∈ [0.5, 1.5] (uniform over that
+    piece of the annulus).  The widths w_c are a shuffled geometric series from 1 to ``width_ratio`` scaled
+    so that the arcs and ``num_classes`` empty bands of ``band_deg`` degrees fill 360°; a random rotation
+    a_0 places the first.  A point (r, a) is drawn in ``input_dim`` dimensions as its first input_dim/2
+    harmonics x = (r cos ka, r sin ka)/k², k = 1, 2, …: neighbouring arcs still touch across the band,
+    while the higher harmonics let a small MLP tell the arcs apart in about a hundred steps.  ``noise``
+    adds N(0, noise²) to every coordinate (0: none, and the classes are disjoint, Bayes error zero).
+    The paper uses 8 identities × 1,500 samples (FIG3_PAPER_SAMPLES).
+    """
     _check(num_classes, samples_per_class, noise)
+    if input_dim < 2 or input_dim % 2:
+        raise ValueError(f"input_dim must be an even number ≥ 2, got {input_dim}")
+    if not 0 <= band_deg * num_classes < 360:
+        raise ValueError(f"band_deg must be in [0, {360 / num_classes:g}) for {num_classes} classes, got {band_deg}")
+    if width_ratio < 1:
+        raise ValueError(f"width_ratio must be ≥ 1, got {width_ratio}")
     rng = np.random.default_rng(seed)
-    mu = _directions(num_classes, input_dim, rng)
+    band = math.radians(band_deg)
+    widths = rng.permutation(width_ratio ** np.linspace(0.0, 1.0, num_classes))
+    widths *= (2 * math.pi - num_classes * band) / widths.sum()
+    starts = rng.uniform(0, 2 * math.pi) + np.concatenate([[0.0], np.cumsum(widths + band)[:-1]])
     y = np.repeat(np.arange(num_classes), samples_per_class)
-    X = mu[y] + noise * rng.standard_normal((len(y), input_dim))
-    return _pack(X, y, num_classes, "fig3", input_dim=input_dim)
+    a = starts[y] + widths[y] * rng.random(len(y))
+    r = np.sqrt(rng.uniform(0.25, 2.25, len(y)))  # uniform over the annulus 0.5 ≤ r ≤ 1.5
+    k = np.arange(1, input_dim // 2 + 1)
+    X = np.empty((len(y), input_dim))
+    X[:, 0::2] = r[:, None] * np.cos(a[:, None] * k) / k ** 2
+    X[:, 1::2] = r[:, None] * np.sin(a[:, None] * k) / k ** 2
+    X += noise * rng.standard_normal(X.shape)
+    return _pack(X, y, num_classes, "fig3", input_dim=input_dim, band_deg=band_deg, width_ratio=width_ratio)
 
 
 def blobs(num_classes: int = 6, samples_per_class: int = 200, noise: float = 0.7, seed: int = 0,
@@ -198,9 +223,9 @@ def moons(num_classes: int = 2, samples_per_class: int = 200, noise: float = 0.1
 
 def imbalanced(num_classes: int = 8, samples_per_class: int = 300, noise: float = 0.3, seed: int = 0,
                ratio: float = 0.05, input_dim: int = 8) -> ToyData:
-    """Fig. 3-style clusters whose sizes decay geometrically: class c has
-    round(samples_per_class · ratio^(c/(n−1))) samples (at least 2), so the last class is ``ratio`` times
-    the first."""
+    """Gaussian clusters N(μ_c, noise²I), unit means on orthonormal directions, with sizes decaying
+    geometrically: class c has round(samples_per_class · ratio^(c/(n−1))) samples (at least 2), so the last
+    class is ``ratio`` times the first."""
     _check(num_classes, samples_per_class, noise)
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
@@ -241,7 +266,8 @@ def _entry(name: str, label: str, make: Callable[..., ToyData], summary: str) ->
 
 TOY_DATASETS: dict[str, ToyDataset] = {
     "fig3": _entry("fig3", "Fig. 3 (8 identities)", fig3,
-                   "8 tight Gaussian identities in 8-D input space, as in the paper's toy example."),
+                   "8 identities on a ring, neighbours touching, arcs of different widths (8-D input): the "
+                   "paper's toy example, where a margin has to open the gaps."),
     "blobs": _entry("blobs", "Gaussian blobs", blobs,
                     "Random Gaussian blobs in 2-D with a little label noise; some blobs touch."),
     "sphere": _entry("sphere", "Classes on a sphere", sphere,
@@ -249,7 +275,7 @@ TOY_DATASETS: dict[str, ToyDataset] = {
     "spirals": _entry("spirals", "Spirals", spirals, "Interleaved spiral arms: hard to separate."),
     "moons": _entry("moons", "Moons", moons, "Interlocking half-circles: not linearly separable."),
     "imbalanced": _entry("imbalanced", "Imbalanced", imbalanced,
-                         "Fig. 3-style clusters with class sizes decaying 20×; small classes get squeezed."),
+                         "Gaussian clusters with class sizes decaying 20×; small classes get squeezed."),
 }
 
 

@@ -1,4 +1,4 @@
-"""``arcface-viz runs {launch,list,show,stop,resume}``: full-scale training runs under torchrun.
+"""``arcface-viz runs {launch,list,show,stop,resume,keys}``: full-scale training runs under torchrun.
 
 The same registry as the app's Backend page (``$ARCFACE_VIZ_REGISTRY``, default ``runs/registry.sqlite3``),
 so a run launched here shows up there and the other way round.
@@ -6,6 +6,7 @@ so a run launched here shows up there and the other way round.
 - ``launch --config FILE|PRESET [--set key=value ...] [--nproc-per-node P --nnodes N --node-rank R
   --master-addr A --master-port PORT] [--wait]``
 - ``list [--json]``, ``show ID [--json] [--log N] [--slurm]``, ``stop ID``, ``resume ID [--wait]``
+- ``keys [--json]``: every key of the run config (``--set`` takes them; a dot sets one nested key, ``data.root``)
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import time
 from typing import Any
 
-from ..fullscale.runs import Registry, Run, load_launch_config
+from ..fullscale.config import set_key, spec_table
+from ..fullscale.launch import load_launch_config
+from ..fullscale.runs import Registry, Run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                      "and start torchrun in its own process group.")
     la.add_argument("--config", required=True, metavar="FILE|PRESET", help="a JSON config file or a preset name")
     la.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one config value (VALUE read as JSON if it parses, else as text); repeatable")
+                    help="override one config key (`runs keys` lists them; data.root sets one nested key); VALUE "
+                         "is read as JSON if it parses, else as text; repeatable")
     la.add_argument("--name", default=None, help="a name for the run (default: network-loss)")
     la.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) on this node (default 1)")
     la.add_argument("--nnodes", type=int, default=1, help="number of machines (default 1)")
@@ -62,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     re_.add_argument("id", type=int)
     re_.add_argument("--wait", action="store_true", help="wait for the run to end and exit 1 unless it finished")
     re_.set_defaults(func=run_resume)
+
+    ke = rsub.add_parser("keys", help="every key of the run config: default, allowed values, meaning")
+    ke.add_argument("--json", action="store_true", help="print a JSON list")
+    ke.set_defaults(func=run_keys)
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -107,8 +115,7 @@ def _wait_and_report(reg: Registry, run_id: int) -> int:
 def run_launch(args: argparse.Namespace) -> int:
     config = load_launch_config(args.config)
     for item in args.overrides:
-        key, value = _parse_override(item)
-        config[key] = value
+        set_key(config, *_parse_override(item))
     reg = _registry(args)
     run_id = reg.launch(config, nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, node_rank=args.node_rank,
                         master_addr=args.master_addr, master_port=args.master_port, name=args.name)
@@ -184,3 +191,15 @@ def run_resume(args: argparse.Namespace) -> int:
     run = reg.resume(args.id)
     print(f"run {run.id} resumed (pid {run.pid}) in {run.run_dir}")
     return _wait_and_report(reg, run.id) if args.wait else 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    rows = spec_table()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(r["key"]) for r in rows)
+    for r in rows:
+        print(f"{r['key']:<{width}}  {r['default']:<12} {r['allowed']}")
+        print(f"{'':<{width}}  {r['help']}")
+    return 0

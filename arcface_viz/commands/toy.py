@@ -3,7 +3,9 @@
 Trains the MLP of the live-training page on a toy data set (``fig3`` = the paper's Fig. 3 toy) for
 ``--steps`` optimizer steps and prints train/test accuracy, speed and the Table-3 angle statistics of the
 final model: W-EC, W-Inter, Intra = Intra1 / Inter = Inter1 on the training set, Intra2 / Inter2 on the test
-set (degrees).  Loss parameters left out take the low-dimensional defaults of the chosen loss.
+set (degrees), and ``gap_deg``, the gap between the closest neighbouring identities on the plotted sample
+(:func:`arcface_viz.stats.gap_deg`, as under the live page's figures).  Loss parameters left out take the
+low-dimensional defaults of the chosen loss.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -24,9 +27,13 @@ MAX_STEPS = 10_000_000
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from toy_data import TOY_DATASETS
 
+    from ..stats import GAP_HELP
+
     p = sub.add_parser("toy", help="train a toy 2-D/3-D embedding with any loss; accuracy and Table-3 angles",
                        description=__doc__.splitlines()[0].replace("``", ""),
-                       epilog="example: arcface-viz toy --dataset fig3 --dim 2 --loss arcface --steps 2000 --json")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=textwrap.fill(f"gap_deg: {GAP_HELP}", 79) + "\n\n"
+                              "example: arcface-viz toy --dataset fig3 --dim 2 --loss arcface --steps 2000 --json")
     p.add_argument("--dataset", default="fig3", help=f"toy data set: {', '.join(TOY_DATASETS)} (default: fig3)")
     p.add_argument("--dim", default="2", help="embedding dimension, 2 or 3 (default: 2)")
     p.add_argument("--steps", default="2000", help="optimizer steps (default: 2000)")
@@ -139,6 +146,10 @@ def train(cfg: dict[str, Any], steps: int) -> tuple[dict[str, Any], Any]:
     test = trainer.embeddings("test") if trainer.has_test else (None, None)
     weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres else None
     angles = stats.angle_statistics(weight, emb_tr, y_tr, test[0], test[1])
+    try:
+        gap = stats.gap_deg(snap.embeddings, snap.labels)
+    except ValueError:  # a single class in the sample, or a class whose embeddings cancel out
+        gap = None
     seconds = trainer.seconds
     report: dict[str, Any] = {
         "dataset": cfg["dataset"], "dim": trainer.config.dim, "loss": trainer.loss_fn.name,
@@ -146,7 +157,7 @@ def train(cfg: dict[str, Any], steps: int) -> tuple[dict[str, Any], Any]:
         "steps": snap.step, "seconds": seconds, "steps_per_second": snap.step / seconds if seconds > 0 else None,
         "wall_seconds": time.perf_counter() - t0,
         "train_acc": snap.train_acc, "test_acc": snap.test_acc, "final_loss": snap.loss,
-        "min_centre_angle_deg": snap.min_centre_angle_deg,
+        "min_centre_angle_deg": snap.min_centre_angle_deg, "gap_deg": gap,
         "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"], "Inter": angles["Inter1"],
         "Intra1": angles["Intra1"], "Inter1": angles["Inter1"], "Intra2": angles["Intra2"],
         "Inter2": angles["Inter2"],
@@ -216,5 +227,6 @@ def _print_table(r: dict[str, Any]) -> None:
         f"steps {r['steps']}  in {r['seconds']:.2f} s  ({fmt(r['steps_per_second'], '.0f')} steps/s)",
         f"train acc {fmt(r['train_acc'], '.4f')}  test acc {fmt(r['test_acc'], '.4f')}  "
         f"loss {fmt(r['final_loss'], '.4f')}",
-        f"min angle between centres {fmt(r['min_centre_angle_deg'], '.1f')}°",
+        f"min angle between centres {fmt(r['min_centre_angle_deg'], '.1f')}°  "
+        f"gap between the closest identities {fmt(r['gap_deg'], '.1f')}°",
     ])

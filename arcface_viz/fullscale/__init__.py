@@ -1,11 +1,19 @@
-"""The full-scale face-recognition backend: a closed group the lessons never import.
+"""The full-scale face-recognition backend: a closed group the lessons never import.  One job per module.
 
-- :mod:`.train`: the trainer, ``python -m arcface_viz.train --config FILE [--resume]``
-  (one process, torchrun, many nodes);
-- :mod:`.runs`: the SQLite run registry, the launcher and process control behind the Training runs page;
-- :mod:`.backbones`: iresnet18/34/50/100 and MobileFaceNet;
-- :mod:`.partial_fc`: the class-centre matrix sharded across ranks, any margin of :mod:`arcface_viz.losses`;
-- :mod:`.recordio`: insightface's RecordIO and ``.bin`` verification sets without MXNet.
+Training (``python -m arcface_viz.train --config FILE [--resume]``: one process, torchrun, many nodes):
+
+- :mod:`.config`: the run config, every key declared once in ``RUN_SPEC`` (dataclass, checks, form, ``--set``);
+- :mod:`.train`: :class:`~.train.FaceTrainer` and the command line;
+- :mod:`.datasets`, :mod:`.recordio`: the training set; insightface's RecordIO and ``.bin`` sets without MXNet;
+- :mod:`.backbones`, :mod:`.partial_fc`: iresnet18/34/50/100 and MobileFaceNet; the class centres sharded
+  across ranks, any margin of :mod:`arcface_viz.losses`;
+- :mod:`.verification`: flip-test embeddings, the LFW protocol, the held-out embeddings of embeddings.npz;
+- :mod:`.checkpoints`, :mod:`.metrics`, :mod:`.distributed`, :mod:`.files`: per-rank checkpoints,
+  metrics.jsonl, the process group, atomic writes.
+
+Runs (the Training runs page and ``arcface-viz runs``): :mod:`.runs` (the SQLite registry), :mod:`.launch`
+(what a launch checks first; the launch form), :mod:`.processes` (finding, signalling and reaping a run's
+processes), :mod:`.prepare` (data sets inside the data roots).
 
 Presets stay in ``arcface_viz/configs/`` so command lines written before this package existed still work.
 """

@@ -4,8 +4,12 @@ Rank r of W ranks holds the centres of classes [start_r, end_r) (sizes differ by
 
 1. the embeddings and labels of all ranks are all-gathered (N = Σ_r B_r rows; the gather sends each rank
    the summed gradient of its own rows back);
-2. each rank computes cos θ_j = x̂·Ŵ_j for its own columns and applies the margin f(θ_y) = cos(m1·θ_y + m2)
-   − m3 of :mod:`arcface_viz.losses` to the target columns that live on it;
+2. each rank computes cos θ_j = x̂·Ŵ_j for its own columns (the max over the K sub-centres of a class, where
+   the loss has them) and hands them to the loss's margin (:class:`~arcface_viz.margin.Margin`, as
+   insightface's ``PartialFC_V2`` takes its ``margin_loss``).  Each row's target cosine comes from the rank
+   that holds its class (one all-reduce of N numbers), so the margin function computes the same per-sample
+   values and batch statistics on every rank; sums over the classes go through the ``reduce`` hook it is
+   given.  Only the rank that holds a row's class keeps its target logit;
 3. the softmax max and denominator are all-reduced, so the loss is exactly the cross entropy over all n
    classes, mean over the N gathered samples, the same value on every rank.
 
@@ -20,8 +24,9 @@ single-process :class:`~arcface_viz.losses.MarginLoss` on the concatenated batch
 (:func:`allreduce_sum_hook`).  Works without ``torch.distributed`` (world size 1) too.
 
 Every cosine-head loss of the registry works, with its regularisers: Intra (L5) and Inter (L6) are
-reduced across ranks the same way; the angular triplet term is computed on the gathered batch.  Non-cosine
-heads (softmax, a_softmax, triplet) raise ``ValueError``: train those with a replicated head.
+reduced across ranks the same way; the angular triplet term and a margin's extra loss term are computed on
+the gathered batch.  Non-cosine heads (softmax, a_softmax, triplet) raise ``ValueError``: train those with a
+replicated head.  This file holds no margin maths: a new loss of the registry works here unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import _EPS, LOSSES, MarginLoss, make_loss, target_logit
+from ..losses import LOSSES, Margin, make_margin, triplet_term
+from ..margin import subcentre_max, theta
 
 __all__ = ["PartialFC", "shard_range", "supports", "allreduce_sum_hook"]
 
@@ -49,10 +55,6 @@ def shard_range(num_classes: int, world_size: int, rank: int) -> tuple[int, int]
     base, extra = divmod(num_classes, world_size)
     start = base * rank + min(rank, extra)
     return start, start + base + int(rank < extra)
-
-
-def _theta(cos: torch.Tensor) -> torch.Tensor:
-    return torch.acos(cos.clamp(-1.0 + _EPS, 1.0 - _EPS))
 
 
 def _dist_on(group: Any) -> bool:
@@ -158,28 +160,30 @@ def allreduce_sum_hook(state, bucket):  # noqa: ANN001 - DDP checks these annota
 
 
 class PartialFC(nn.Module):
-    """Sharded class centres plus the margin loss ``loss`` (any cosine-head entry of the registry).
+    """Sharded class centres plus a margin loss (any cosine-head entry of the registry).
 
+    ``loss`` is a registry name (its parameters in ``params``) or a ready :class:`~arcface_viz.margin.Margin`
+    (``margin_loss``, whose parameters, warm-up ``margin_scale`` and state this module uses and saves).
     ``forward(local_embeddings, local_labels)`` returns the global mean loss (same value on all ranks).
     Batch sizes must be equal on all ranks.  ``weight`` is this rank's shard, rows = classes
-    ``[class_start, class_end)``; :meth:`gather_weight` assembles the full matrix.
+    ``[class_start, class_end)`` (K rows per class, class-major, for a loss with K sub-centres);
+    :meth:`gather_weight` assembles the full matrix.
     """
 
-    def __init__(self, loss: str, num_classes: int, embedding_size: int, sample_rate: float = 1.0,
+    def __init__(self, loss: str | Margin, num_classes: int, embedding_size: int, sample_rate: float = 1.0,
                  group: Any = None, seed: int = 0, amp_dtype: torch.dtype | None = None, **params: Any) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-        if not supports(loss):
+        name = loss.name if isinstance(loss, Margin) else loss
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+        if not supports(name):
             cosine = ", ".join(k for k in LOSSES if supports(k))
-            raise ValueError(f"Partial FC supports the cosine-head family ({cosine}); {loss!r} has a "
-                             f"{LOSSES[loss].head!r} head: train it with a replicated (data-parallel) head")
+            raise ValueError(f"Partial FC supports the cosine-head family ({cosine}); {name!r} has a "
+                             f"{LOSSES[name].head!r} head: train it with a replicated (data-parallel) head")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-        ref: MarginLoss = make_loss(loss, max(int(num_classes), 2), 1, **params)  # checks params, fills defaults
-        self.name, self.info = loss, ref.info
-        self.s, self.m1, self.m2, self.m3 = ref.s, ref.m1, ref.m2, ref.m3
-        self.margin, self.easy_margin, self.margin_scale = ref.margin, ref.easy_margin, 1.0
+        self.margin_loss = loss if isinstance(loss, Margin) else make_margin(name, num_classes=num_classes, **params)
+        self.name, self.info = name, self.margin_loss.info
         self.group = group
         self.distributed = _dist_on(group)
         self.world_size = dist.get_world_size(group) if self.distributed else 1
@@ -192,9 +196,19 @@ class PartialFC(nn.Module):
         self.num_sample = int(sample_rate * self.num_local)
         self.amp_dtype = amp_dtype
         init = torch.Generator().manual_seed(int(seed) * 7919 + self.rank)
-        self.weight = nn.Parameter(torch.empty(self.num_local, self.embedding_size).normal_(0.0, 0.01, generator=init))
+        rows = self.num_local * self.margin_loss.centres
+        self.weight = nn.Parameter(torch.empty(rows, self.embedding_size).normal_(0.0, 0.01, generator=init))
         self.sampler = torch.Generator().manual_seed(int(seed) * 104_729 + self.rank + 1)
         self.last_index: torch.Tensor | None = None  # local centres used in the last step (sample_rate < 1)
+
+    @property
+    def margin_scale(self) -> float:
+        """The margin's warm-up ramp in [0, 1] (see :class:`~arcface_viz.margin.Margin`)."""
+        return self.margin_loss.margin_scale
+
+    @margin_scale.setter
+    def margin_scale(self, value: float) -> None:
+        self.margin_loss.margin_scale = value
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -211,13 +225,9 @@ class PartialFC(nn.Module):
         self.sampler.set_state(state["sampler"])
 
     def extra_repr(self) -> str:
-        return (f"loss={self.name}, classes [{self.class_start}, {self.class_end}) of {self.num_classes}, "
-                f"sample_rate={self.sample_rate}, s={self.s}, m=({self.m1}, {self.m2}, {self.m3})")
-
-    def effective_margins(self) -> tuple[float, float, float]:
-        """(m1, m2, m3) after the warm-up ramp, as :meth:`MarginLoss.effective_margins`."""
-        a = self.margin_scale
-        return 1.0 + a * (self.m1 - 1.0), a * self.m2, a * self.m3
+        params = ", ".join(f"{k}={getattr(self.margin_loss, k)}" for k in self.info.params)
+        return (f"loss={self.name}({params}), classes [{self.class_start}, {self.class_end}) of "
+                f"{self.num_classes}, sample_rate={self.sample_rate}")
 
     # --- pieces ---------------------------------------------------------------------------------
 
@@ -245,6 +255,17 @@ class PartialFC(nn.Module):
             dist.all_reduce(x, group=self.group)
         return x
 
+    def _cosines(self, emb: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised centre rows, cos θ_j of every gathered row and local class: max over sub-centres)."""
+        x = F.normalize(emb.float(), dim=1)
+        w = F.normalize(weight.float(), dim=1)
+        if self.amp_dtype is not None:
+            with torch.autocast(x.device.type, dtype=self.amp_dtype):
+                cos = F.linear(x, w).float()
+        else:
+            cos = x @ w.t()
+        return w, subcentre_max(cos, self.margin_loss.centres)[0]
+
     # --- forward --------------------------------------------------------------------------------
 
     def forward(self, local_embeddings: torch.Tensor, local_labels: torch.Tensor) -> torch.Tensor:
@@ -261,39 +282,27 @@ class PartialFC(nn.Module):
         if self.sample_rate < 1.0 and self.training:
             index = self._sample(t, owned)
             self.last_index = index
-            weight = self.weight[index]
+            k = self.margin_loss.centres
+            weight = self.weight.view(self.num_local, k, -1)[index].flatten(0, 1)
             t = torch.where(owned, torch.searchsorted(index, t.clamp(0, self.num_local - 1)), t)
         t = torch.where(owned, t, torch.full_like(t, -1))
 
-        x = F.normalize(emb.float(), dim=1)
-        w = F.normalize(weight.float(), dim=1)
-        if self.amp_dtype is not None:
-            with torch.autocast(x.device.type, dtype=self.amp_dtype):
-                cos = F.linear(x, w).float()
-        else:
-            cos = x @ w.t()
+        w, cos = self._cosines(emb, weight)
+        margin = self.margin_loss
+        logits, extra = margin.margin_logits(cos, t, owned=owned, norms=margin.feature_norms(emb),
+                                             reduce=self._reduce, update=self.training)
+        loss = _ShardedCrossEntropy.apply(logits, t, self.group, self.distributed)
 
-        rows = torch.nonzero(owned).squeeze(1)
-        cols = t[rows]
-        ct = cos[rows, cols]
-        m1, m2, m3 = self.effective_margins()
-        if (m1, m2) != (1.0, 0.0) or self.easy_margin:
-            target = target_logit(_theta(ct), m1, m2, m3, monotonic=True, easy_margin=self.easy_margin)
-            logits = cos.index_put((rows, cols), target)
-        elif m3:
-            logits = cos.index_put((rows, cols), ct - m3)
-        else:
-            logits = cos
-        loss = _ShardedCrossEntropy.apply(self.s * logits, t, self.group, self.distributed)
-
+        terms = [] if extra is None else [extra / self.world_size]  # computed on the gathered batch by every rank
         for reg in self.info.regularisers:
             if reg == "intra":  # L5: (1/πN) Σ_i θ_yi, each term on the rank that owns y_i
-                local = _theta(ct).sum() / (math.pi * n)
+                rows = torch.nonzero(owned).squeeze(1)
+                terms.append(theta(cos[rows, t[rows]]).sum() / (math.pi * n))
             elif reg == "inter":  # L6: −(1/(πN(n_active − 1))) Σ_i Σ_{j≠y_i} arccos(Ŵ_yi·Ŵ_j)
-                local = self._inter(w, t, owned, labels, n)
+                terms.append(self._inter(w, t, owned, labels, n))
             else:  # angular batch-hard triplet on the gathered batch, the same on every rank
-                total = MarginLoss._triplet(self, emb, labels)  # type: ignore[arg-type]  # reads .margin only
-                local = total / self.world_size
+                terms.append(triplet_term(emb, labels, margin.margin) / self.world_size)
+        for local in terms:
             loss = loss + _value_with_local_grad(local, self._reduce(local))
         return loss
 
@@ -302,7 +311,7 @@ class PartialFC(nn.Module):
         full_t = (labels - self.class_start).clamp(0, self.num_local - 1)
         w_own = F.normalize(self.weight.float(), dim=1)[full_t] * owned[:, None]
         w_y = _AllReduceSum.apply(w_own, self.group) if self.distributed else w_own
-        angles = _theta(w_y @ w_active.t())
+        angles = theta(w_y @ w_active.t())
         self_col = torch.zeros_like(angles, dtype=torch.bool)
         rows = torch.nonzero(owned).squeeze(1)
         self_col[rows, t[rows]] = True
@@ -313,16 +322,17 @@ class PartialFC(nn.Module):
 
     @torch.no_grad()
     def gather_weight(self, dst: int = 0) -> torch.Tensor | None:
-        """The full (num_classes, d) centre matrix on rank ``dst`` (None elsewhere); collective."""
+        """The full (num_classes·K, d) centre matrix on rank ``dst`` (None elsewhere); collective."""
         w = self.weight.detach()
         if not self.distributed:
             return w.clone()
-        rows = self.num_classes // self.world_size + 1
-        padded = torch.zeros(rows, self.embedding_size, dtype=w.dtype, device=w.device)
-        padded[:self.num_local] = w
+        k = self.margin_loss.centres
+        padded = torch.zeros((self.num_classes // self.world_size + 1) * k, self.embedding_size, dtype=w.dtype,
+                             device=w.device)
+        padded[:w.shape[0]] = w
         parts = [torch.empty_like(padded) for _ in range(self.world_size)] if self.rank == dst else None
         dist.gather(padded, parts, dst=dst, group=self.group)
         if self.rank != dst:
             return None
         sizes = [shard_range(self.num_classes, self.world_size, r) for r in range(self.world_size)]
-        return torch.cat([p[:end - start] for p, (start, end) in zip(parts, sizes, strict=True)])
+        return torch.cat([p[:(end - start) * k] for p, (start, end) in zip(parts, sizes, strict=True)])

@@ -164,8 +164,9 @@ def circle_margin_figure(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float
 
 def margin_width_figure(curves: Sequence[CurveLike] = FIG5_WIDTH_CURVES, points: int = 361,
                         title: str | None = None) -> go.Figure:
-    """Margin width (degrees) against the angle φ between W1 and W2: flat at m2 for ArcFace, curved for
-    CosFace and SphereFace; the dotted diagonal is φ itself (the margin swallowing the whole arc).
+    """Margin width (degrees) on the circle against the angle φ between W1 and W2: flat at m2 for ArcFace once
+    φ > m2, flat at 0 for Norm-Softmax, curved for CosFace and SphereFace; the dotted diagonal is φ itself (the
+    margin swallowing the whole arc).
     """
     items = [_margin_curve(c) for c in curves]
     if not items:
@@ -185,7 +186,8 @@ def margin_width_figure(curves: Sequence[CurveLike] = FIG5_WIDTH_CURVES, points:
                                  hovertemplate="φ = %{x:.1f}°<br>width = %{y:.2f}°<extra>" + c.label +
                                  "</extra>"))
     style_figure(fig, (title or "Margin width against the angle between the two centres") +
-                 "<br><sup>ArcFace's margin is a constant angle; CosFace's and SphereFace's are not</sup>")
+                 "<br><sup>On the circle: flat for ArcFace (once φ > m2) and Norm-Softmax (0); CosFace's and "
+                 "SphereFace's change with φ</sup>")
     fig.update_xaxes(title_text="φ = angle between W1 and W2", range=[0, 180], dtick=30, ticksuffix="°")
     fig.update_yaxes(title_text="margin width", ticksuffix="°", range=[y_lo - 2, min(y_hi, 180.0) + 3])
     return fig

@@ -154,8 +154,19 @@ def _names(n: int, class_names: Sequence[str] | None) -> list[str]:
 # Embeddings on the circle / sphere (Fig. 3)
 
 
+#: Legend names of the rays: W_j is a class centre for the cosine heads; Softmax's W_j works with a bias b_j,
+#: so it is only a weight vector (the boundary depends on b_j and on the feature norm).
+CENTRES_NAME = "class centres W<sub>j</sub>"
+WEIGHTS_NAME = "class weights W<sub>j</sub> (with bias)"
+
+
+def centres_name(head: str) -> str:
+    """The legend name of the rays for a loss head ("linear": Softmax's weights, else class centres)."""
+    return WEIGHTS_NAME if head == "linear" else CENTRES_NAME
+
+
 def _centre_traces(centres: np.ndarray, names: list[str], colours: list[str], dim: int,
-                   showlegend: bool = True) -> list[dict[str, Any]]:
+                   showlegend: bool = True, name: str = CENTRES_NAME) -> list[dict[str, Any]]:
     """Rays origin → RAY_END·W_j (one trace, None-separated) and a coloured marker at each tip."""
     ok = np.isfinite(centres).all(axis=1)
     w = _unit(np.where(ok[:, None], centres, 1.0))
@@ -173,14 +184,14 @@ def _centre_traces(centres: np.ndarray, names: list[str], colours: list[str], di
     tip_colours = [colours[j] for j in idx]
     common = dict(hoverinfo="skip", legendgroup="centres")
     if dim == 2:
-        rays = dict(type="scatter", x=seg[0], y=seg[1], mode="lines", name="class centres W<sub>j</sub>",
+        rays = dict(type="scatter", x=seg[0], y=seg[1], mode="lines", name=name,
                     line=dict(color=NEUTRAL, width=2.5), showlegend=showlegend, **common)
         marks = dict(type="scatter", x=tips[:, 0], y=tips[:, 1], mode="markers", name="centre tips", showlegend=False,
                      marker=dict(size=13, symbol="diamond", color=tip_colours,
                                  line=dict(color="#333333", width=1.5)),
                      hovertext=hover, hoverinfo="text", legendgroup="centres", cliponaxis=False)
     else:
-        rays = dict(type="scatter3d", x=seg[0], y=seg[1], z=seg[2], mode="lines", name="class centres W<sub>j</sub>",
+        rays = dict(type="scatter3d", x=seg[0], y=seg[1], z=seg[2], mode="lines", name=name,
                     line=dict(color=NEUTRAL, width=6), showlegend=showlegend, **common)
         marks = dict(type="scatter3d", x=tips[:, 0], y=tips[:, 1], z=tips[:, 2], mode="markers", name="centre tips",
                      showlegend=False, marker=dict(size=7, symbol="diamond", color=tip_colours,
@@ -261,7 +272,8 @@ def _background(dim: int) -> dict[str, Any]:
 
 def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
                       class_names: Sequence[str] | None, hover_text: Sequence[str] | None,
-                      regions: dict[str, Any] | None, all_classes: bool, jitter: float) -> tuple[int, list[dict]]:
+                      regions: dict[str, Any] | None, all_classes: bool, jitter: float,
+                      centres_label: str = CENTRES_NAME) -> tuple[int, list[dict]]:
     """(d, traces): background (circle / sphere) first, then one trace per class, rays, tips, regions."""
     centres = np.asarray(centres, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] not in (2, 3):
@@ -276,7 +288,7 @@ def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.nd
     hover = None if hover_text is None else np.asarray(hover_text, dtype=object)
     traces = [_background(dim)]
     traces += _point_traces(emb, labels, centres, names, colours, dim, hover, all_classes, jitter)
-    traces += _centre_traces(centres, names, colours, dim)
+    traces += _centre_traces(centres, names, colours, dim, name=centres_label)
     if regions is not None:
         if dim == 3:
             traces = traces[1:]  # the coloured sphere replaces the faint one
@@ -288,7 +300,7 @@ def embedding_spec(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarr
                      class_names: Sequence[str] | None = None, title: str | None = None,
                      hover_text: Sequence[str] | None = None, *, regions: dict[str, Any] | None = None,
                      all_classes: bool = False, jitter: float = POINT_JITTER, uirevision: str = "embedding",
-                     height: int = 560) -> dict[str, Any]:
+                     height: int = 560, centres_label: str = CENTRES_NAME) -> dict[str, Any]:
     """Fig. 3: normalised embeddings on the unit circle (d = 2) or sphere (d = 3), centres W_j as rays.
 
     ``embeddings`` (k, d) and ``centres`` (n, d) are L2-normalised (re-normalised here to be safe);
@@ -296,10 +308,11 @@ def embedding_spec(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarr
     (fixed per sample index) so that a crowd of samples at one angle stays visible.  One points trace
     per class present (per class when ``all_classes``); non-finite rows are left out.
     ``regions=dict(m1=, m2=, m3=, mode=)`` adds the decision regions (see :func:`add_decision_regions`).
-    ``uirevision`` keeps the viewer's zoom and 3-D camera across live updates.
+    ``uirevision`` keeps the viewer's zoom and 3-D camera across live updates.  ``centres_label`` names the
+    rays in the legend (see :func:`centres_name`).
     """
     dim, traces = _embedding_traces(embeddings, labels, centres, class_names, hover_text, regions, all_classes,
-                                    jitter)
+                                    jitter, centres_label)
     return {"data": traces, "layout": _layout(dim, title, uirevision, height)}
 
 
@@ -650,16 +663,19 @@ def curves_from_history(history: Sequence[Any], **kwargs: Any) -> go.Figure:
 def compare_specs(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
                   class_names: Sequence[str] | None = None,
                   regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
-                  height: int = 480) -> tuple[dict[str, Any], dict[str, Any]]:
+                  height: int = 480, centres_labels: tuple[str | None, str | None] = (None, None)
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fig. 3: two snapshots as two embedding figures with identical axes, size, colours and legend.
 
     Each snapshot needs ``embeddings, labels, centres``; ``regions`` optionally adds each side's
-    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``.
+    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``; ``centres_labels`` name
+    each side's rays (None: class centres; see :func:`centres_name`).
     """
     specs = tuple(embedding_spec(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
-                                 regions=region, all_classes=True, uirevision=f"compare-{side}", height=height)
-                  for snap, title, region, side in zip((left, right), titles, regions, ("left", "right"),
-                                                       strict=True))
+                                 regions=region, all_classes=True, uirevision=f"compare-{side}", height=height,
+                                 centres_label=label or CENTRES_NAME)
+                  for snap, title, region, side, label in zip((left, right), titles, regions, ("left", "right"),
+                                                              centres_labels, strict=True))
     for spec in specs:  # legends below: a longer legend on one side must not shrink its circle
         spec["layout"]["legend"] = {**spec["layout"]["legend"], "orientation": "h", "yanchor": "top", "y": -0.02,
                                     "x": 0.5, "xanchor": "center"}
@@ -669,9 +685,10 @@ def compare_specs(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softma
 def compare_figures(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
                     class_names: Sequence[str] | None = None,
                     regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
-                    height: int = 480) -> tuple[go.Figure, go.Figure]:
+                    height: int = 480, centres_labels: tuple[str | None, str | None] = (None, None)
+                    ) -> tuple[go.Figure, go.Figure]:
     """:func:`compare_specs` as two plotly Figures."""
-    a, b = compare_specs(left, right, titles, class_names, regions, height)
+    a, b = compare_specs(left, right, titles, class_names, regions, height, centres_labels)
     return go.Figure(a), go.Figure(b)
 
 

@@ -252,7 +252,7 @@ LESSONS: dict[str, Lesson] = {
     ),
     "explainer": Lesson(
         act=_explainer_next, chart=0, url_after={"step": "2"},
-        link="step=6", texts=("6. Training", "Norm-Softmax", "ArcFace"),
+        link="step=6", texts=("6. Training", "Softmax", "ArcFace", "Gap between the closest identities"),
     ),
     "mnist": Lesson(
         act=_slider("training images", 1000), chart=0, url_after={"max_train": "1000"},
@@ -597,11 +597,14 @@ class State:
 
 
 GALLERY = [
-    State("toy_training-compare", "toy_training", "compare=true&steps_per_frame=150", presses=(TOY_STEP,) * 4,
-          expect=("Norm-Softmax", "ArcFace")),
+    # compare mode opens on the paper's Fig. 3: Softmax against ArcFace in 2-D, here after the explainer's 1,000 steps
+    State("toy_training-compare", "toy_training", "compare=true&steps_per_frame=200", presses=(TOY_STEP,) * 5,
+          expect=("Softmax", "ArcFace", "Gap between the closest identities", "class weights W")),
     State("toy_training-sphere-3d", "toy_training", "dataset=sphere&dim=3&classes=6&steps_per_frame=150",
           presses=(TOY_STEP,) * 3),
-    State("explainer-step6", "explainer", "step=6", expect=("6. Training",)),
+    State("explainer-step6", "explainer", "step=6",
+          expect=("6. Training", "Softmax", "ArcFace", "Gap between the closest identities",
+                  "ArcFace leaves an evident gap")),
     State("explainer-step5-presenter", "explainer", "step=5&present=true", expect=("5. ArcFace",)),
     State("decision_margins-cosface", "decision_margins", "loss=cosface&m3=0.35",
           expect=("CosFace: W1 and W2 90.0° apart",)),
