@@ -9,13 +9,13 @@ API
 ---
 :func:`batchable(trainer) <batchable>`
     whether a trainer can be advanced with others: a toy run (:class:`~arcface_viz.models.ToyMLP`, in-memory
-    batches) with a cosine head and no regulariser (Norm-Softmax, SphereFace, CosFace, ArcFace, combined margin),
-    Adam or SGD, on the CPU.
+    batches) on the CPU with Adam or SGD and a loss of the combined-margin family (Norm-Softmax, SphereFace,
+    CosFace, ArcFace, combined margin: :func:`~arcface_viz.losses.combined_margin`, no regulariser).
 :func:`compatible(trainers) <compatible>`
     whether they can be advanced *together*: all batchable, with the same network widths, embedding dimension,
     number of classes, training-set size, batch size and optimizer.  Seeds, data, s, m1, m2, m3, easy_margin, the
     learning rate, the warm-up and the step each trainer has reached may all differ.
-:func:`advance_together(trainers, k) <advance_together>`
+:func:`advance_together(trainers, k, exact=True) <advance_together>`
     ``k`` optimizer steps of every trainer, as :meth:`Trainer.advance(k) <arcface_viz.training.Trainer.advance>`
     of each would do them, and each trainer's :class:`~arcface_viz.training.Snapshot` afterwards.  Each trainer's
     state (network, class centres W_j, optimizer moments, its own batch stream, step, warm-up, pending setting
@@ -25,18 +25,25 @@ API
 
         trainers = [build_toy_trainer({"loss": "arcface", "m2": m2, "seed": 0}) for m2 in np.linspace(0, 0.5, 11)]
         for _ in range(10):
-            snaps = advance_together(trainers, 100)   # 11 runs, 1,000 steps each
+            snaps = advance_together(trainers, 100, exact=False)   # 11 runs, 1,000 steps each, as one
         accuracy = [s.test_acc for s in snaps]
 
 How close to a run alone
 ------------------------
-Bit-identical.  Every member draws the same mini-batches as alone (its own generator), applies the same
-schedules and the same formulas in the same order, and takes the same Adam step (aten's fused kernel on its slice
-of each stacked tensor, as :class:`~arcface_viz.optim.Adam` calls it alone).  The matrix products are batched
-(``bmm``, ``baddbmm``) where a run alone uses ``mm``/``addmm``: with torch's CPU kernels these round the same way
-at these sizes, which tests/test_batched.py checks weight for weight after hundreds of steps.  (A BLAS build that
-rounded batched products differently would give runs that agree to float32 noise instead; the tests would say
-so.)  One trainer alone goes through its own ``advance``.
+``exact=True`` (the app): bit-identical.  Members whose margins are the same at every step of the chunk (same
+s, m1, m2, m3, easy margin and warm-up position; seeds, data and learning rates may differ) are one batch, whose
+margin is the members' own loss module (floats, as alone).  Every member draws the same mini-batches as alone
+(its own generator), applies the same schedules and formulas, and takes the same Adam step (aten's fused kernel
+on its slice of each stacked tensor, as :class:`~arcface_viz.optim.Adam` calls it alone).  The matrix products are
+batched (``bmm``) where a run alone uses ``mm``: torch's CPU kernels round them the same way at these sizes, which
+tests/test_batched.py checks weight for weight after hundreds of steps.
+
+``exact=False`` (sweeps): compatible members are one batch per margin formula (with or without the arccos: easy
+margin or not, m1 = 1 and m2 = 0 or not), their margins one tensor per parameter (shape (G, 1, 1), which
+:mod:`arcface_viz.margin` reads per model).  The margin's constants and the warm-up ramp are then computed in
+float32 per model instead of in double per run: a run starts equal to its run alone to float32 rounding, and
+training amplifies the difference as it amplifies any (tests/test_batched.py states the tolerance).  One trainer
+alone goes through its own ``advance``.
 """
 
 from __future__ import annotations
@@ -49,18 +56,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from .losses import combined_margin
+from .margin import LOSSES, Margin, margin_cross_entropy
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .training import RNG_LOCK, Snapshot, Trainer
 
-_EPS = 1e-6  # the arccos clamp of losses._CosineMarginCE
 _BETAS, _ADAM_EPS = Adam.betas, Adam.eps
+_MARGIN = ("s", "m1", "m2", "m3", "easy_margin")  # what combined_margin reads
 
 
 def batchable(trainer: Any) -> bool:
-    """A toy run on the CPU with a cosine head, no regulariser, Adam or SGD, batches drawn from memory."""
-    return (isinstance(trainer, Trainer) and isinstance(trainer.model, ToyMLP)
-            and trainer.loss_fn.info.head == "cosine" and not trainer.loss_fn.info.regularisers
+    """A toy run on the CPU with Adam or SGD, batches drawn from memory, a combined-margin loss alone."""
+    if not isinstance(trainer, Trainer) or not isinstance(trainer.model, ToyMLP):
+        return False
+    info = trainer.loss_fn.info
+    return (info.head == "cosine" and info.margin is combined_margin and info.fused and not info.regularisers
+            and not info.state and info.norms is None and not info.subcentres
             and trainer.batches.source is None and trainer.device.type == "cpu"
             and isinstance(trainer.optimizer, (Adam, SGD)))
 
@@ -85,80 +97,61 @@ def _params(trainer: Trainer) -> list[nn.Parameter]:
     return [*out, trainer.loss_fn.weight]
 
 
-def advance_together(trainers: Sequence[Trainer], k: int) -> list[Snapshot]:
-    """``k`` steps of each trainer (see the module docstring), batched when they are :func:`compatible`."""
+def _margin_key(trainer: Trainer, k: int) -> tuple:
+    """What decides a member's margin at each of its next k steps: its parameters and its warm-up position."""
+    f, w, step = trainer.loss_fn, trainer.warmup_steps, trainer.step
+    ramp = None if w <= 0 or step >= w else (w, step)  # past the warm-up every step has margin_scale 1
+    return (*(getattr(f, name) for name in _MARGIN), ramp)
+
+
+def advance_together(trainers: Sequence[Trainer], k: int, exact: bool = True) -> list[Snapshot]:
+    """``k`` steps of each trainer (see the module docstring), batched when they are :func:`compatible`:
+    ``exact`` in batches of members with the same margins (bit-identical to alone), else one batch."""
     trainers = list(trainers)
     if len(trainers) < 2 or not compatible(trainers) or k <= 0:
         return [t.advance(k) for t in trainers]
     with RNG_LOCK, trainers[0]._threads():
-        _train_together(trainers, int(k))
+        for t in trainers:
+            t._apply_pending()
+        groups: dict[tuple, list[Trainer]] = {}
+        for t in trainers:
+            f = t.loss_fn
+            if exact:
+                key = _margin_key(t, k)
+            elif t.warmup_steps > 0 and t.step == 0:  # its first step has no margin yet: the other formula
+                key = ("alone", id(t))
+            else:
+                key = (f.easy_margin, f.m1 == 1.0 and f.m2 == 0.0)  # one margin formula per batch
+            groups.setdefault(key, []).append(t)
+        for members in groups.values():
+            if len(members) == 1:
+                members[0]._train(int(k))
+            else:
+                _train_together(members, int(k), exact)
     return [t.snapshot() for t in trainers]
 
 
-class _BatchedMarginCE(torch.autograd.Function):
-    """losses._CosineMarginCE for G models at once: per-member s, margins and their curve constants.
+class _BatchMargin(Margin):
+    """The members' margins as one :class:`~arcface_viz.margin.Margin` of the combined-margin family, each
+    parameter a (G, 1, 1) tensor (exact=False)."""
 
-    Shapes: emb (G, B, d), weight (G, n, d), labels (G, B); per-member values (G, 1, 1): s, m1, m2, m3, t_star
-    (θ* = (π − m2)/m1), c (the extension's offset), s/B; boolean (G, 1, 1): arc (the margin acts on the angle:
-    m1 ≠ 1, m2 ≠ 0 or easy margin), easy.  Returns each member's mean loss (G,).
-    """
+    def __init__(self, trainers: list[Trainer]) -> None:
+        super().__init__(LOSSES["combined"], batch_shape=(len(trainers),))
+        self.easy_margin = bool(trainers[0].loss_fn.easy_margin)
+        self.train()
 
-    @staticmethod
-    def forward(ctx, emb, weight, labels, s, m1, m2, m3, t_star, c, arc, easy, s_over_b):
-        xn = emb.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        wn = weight.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        x, w = emb / xn, weight / wn
-        cos = torch.bmm(x, w.transpose(1, 2))
-        rows = labels[:, :, None]
-        ct = cos.gather(2, rows)
-        cc = ct.clamp(-1.0 + _EPS, 1.0 - _EPS)
-        th = torch.acos(cc)
-        cos_th = torch.cos(th)
-        raw = torch.cos(m1 * th + m2) - m3
-        curve = torch.where(easy, torch.where(cos_th > 0, raw, cos_th),
-                            torch.where(th <= t_star, raw, cos_th - m3 - c))
-        raw_slope = -m1 * torch.sin(m1 * th + m2)
-        slope = torch.where(easy, torch.where(cos_th > 0, raw_slope, -torch.sin(th)),
-                            torch.where(th <= t_star, raw_slope, -torch.sin(th)))
-        target = torch.where(arc, curve, ct - m3)
-        ctx.slope = torch.where(arc, -slope / torch.sin(th) * (cc == ct), torch.ones_like(ct))
-        logits = cos.scatter(2, rows, target).mul_(s)
-        log_p = torch.log_softmax(logits, dim=2)
-        ctx.save_for_backward(x, xn, w, wn, log_p, rows, s_over_b)
-        return -log_p.gather(2, rows).mean(dim=(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, xn, w, wn, log_p, rows, s_over_b = ctx.saved_tensors
-        g = log_p.exp()
-        g.scatter_add_(2, rows, torch.full_like(rows, -1, dtype=g.dtype))
-        g.mul_(grad[:, None, None] * s_over_b)
-        g.scatter_(2, rows, g.gather(2, rows) * ctx.slope)
-        dx, dw = torch.bmm(g, w), torch.bmm(g.transpose(1, 2), x)
-        dx = (dx - x * (dx * x).sum(2, keepdim=True)) / xn
-        dw = (dw - w * (dw * w).sum(2, keepdim=True)) / wn
-        return dx, dw, *([None] * 10)
-
-
-def _column(values: Sequence[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.tensor(values, dtype=dtype).view(-1, 1, 1)
-
-
-def _margins(trainers: Sequence[Trainer], steps: Sequence[int], batch: int) -> tuple[torch.Tensor, ...]:
-    """Per-member (s, m1, m2, m3, t_star, c, arc, easy, s/B) at the given steps (warm-up applied), for batches
-    of ``batch`` samples."""
-    rows = []
-    for t, step in zip(trainers, steps, strict=True):
-        f = t.loss_fn
-        a = min(1.0, step / t.warmup_steps) if t.warmup_steps > 0 else 1.0
-        m1, m2, m3 = 1.0 + a * (f.m1 - 1.0), a * f.m2, a * f.m3
-        t_star = (math.pi - m2) / m1
-        c = max(m2 * math.sin(m2), 1.0 + math.cos(t_star))
-        rows.append((f.s, m1, m2, m3, t_star, c, (m1, m2) != (1.0, 0.0) or f.easy_margin, f.easy_margin,
-                     f.s / batch))
-    cols = list(zip(*rows, strict=True))
-    floats = [_column(cols[i]) for i in (0, 1, 2, 3, 4, 5)]
-    return (*floats, _column(cols[6], torch.bool), _column(cols[7], torch.bool), _column(cols[8]))
+    def at(self, trainers: list[Trainer], steps: list[int]) -> _BatchMargin:
+        """Every member's margins at its step: the warm-up ramp applied per member in double precision, as a
+        run alone applies it (its Margin reads them with margin_scale 1)."""
+        rows = []
+        for t, step in zip(trainers, steps, strict=True):
+            f, w = t.loss_fn, t.warmup_steps
+            a = min(1.0, step / w) if w > 0 else 1.0
+            rows.append((f.s, 1.0 + a * (f.m1 - 1.0), a * f.m2, a * f.m3))
+        for name, column in zip(("s", "m1", "m2", "m3"), zip(*rows, strict=True), strict=True):
+            setattr(self, name, torch.tensor(column, dtype=torch.float32).view(-1, 1, 1))
+        self.margin_scale = 1.0
+        return self
 
 
 class _Adam:
@@ -205,11 +198,10 @@ class _Adam:
         return float(self.counts[g])
 
 
-def _train_together(trainers: list[Trainer], k: int) -> None:
-    """The batched counterpart of Trainer._train for every member (state written back in place)."""
+def _train_together(trainers: list[Trainer], k: int, exact: bool) -> None:
+    """The batched counterpart of Trainer._train for every member (state written back in place); ``exact``:
+    the members' margins are equal at every step (their own loss module computes it), else per-member tensors."""
     t0 = time.perf_counter()
-    for t in trainers:
-        t._apply_pending()
     G = len(trainers)
     per_member = [_params(t) for t in trainers]
     stacked = [torch.stack([p[j].detach() for p in per_member]).requires_grad_(True)
@@ -222,43 +214,43 @@ def _train_together(trainers: list[Trainer], k: int) -> None:
         optimizer = _Adam(stacked, m, v, [t.lr for t in trainers], [float(s[0][2]) for s in states],
                           fused=all(t.optimizer.fused is not False for t in trainers))
     else:
+        sgd = trainers[0].optimizer
         bufs = [[t.optimizer.state.get(p) for p in ps] for t, ps in zip(trainers, per_member, strict=True)]
-        fresh = _column([b[0] is None for b in bufs], torch.bool)
+        fresh = torch.tensor([b[0] is None for b in bufs])
         buf = [torch.stack([b[j] if b[j] is not None else torch.zeros_like(per_member[i][j])
                             for i, b in enumerate(bufs)]) for j in range(len(stacked))]
-    lr = [t.lr for t in trainers]
+        neg_lr = torch.tensor([-t.lr for t in trainers])
     X = torch.stack([t.batches.X for t in trainers])  # (G, N, in)
     y = torch.stack([t.batches.y for t in trainers])  # (G, N)
     idx = torch.stack([torch.stack(list(t.batches.indices(k))) for t in trainers])  # (G, k, B): each its own stream
     n_in = X.shape[2]
     steps = [t.step for t in trainers]
-    warm = any(t.warmup_steps > 0 for t in trainers)
-    margins = _margins(trainers, steps, idx.shape[2])
+    lead = trainers[0]
+    margin = lead.loss_fn if exact else _BatchMargin(trainers)
     total = torch.zeros(G)
     *layers, W = stacked
     for i in range(k):
-        if warm and i:
-            margins = _margins(trainers, steps, idx.shape[2])
+        if exact:
+            if lead.warmup_steps > 0:  # the same position for every member (see _margin_key)
+                margin.margin_scale = min(1.0, steps[0] / lead.warmup_steps)
+        else:
+            margin.at(trainers, steps)
         rows = idx[:, i]
-        xb = torch.gather(X, 1, rows[:, :, None].expand(-1, -1, n_in))
-        yb = torch.gather(y, 1, rows)
-        h = xb
+        h = torch.gather(X, 1, rows[:, :, None].expand(-1, -1, n_in))
         for j in range(0, len(layers) - 2, 2):
             h = torch.relu(torch.baddbmm(layers[j + 1][:, None, :], h, layers[j].transpose(1, 2)))
         emb = torch.baddbmm(layers[-1][:, None, :], h, layers[-2].transpose(1, 2))
-        loss = _BatchedMarginCE.apply(emb, W, yb, *margins)
+        loss = margin_cross_entropy(margin, emb, W, torch.gather(y, 1, rows))  # (G,)
         grads = [g.contiguous() for g in torch.autograd.grad(loss.sum(), stacked)]  # the fused kernel needs it
         with torch.no_grad():
             if adam:
                 optimizer.step(grads)
             else:
-                opt = trainers[0].optimizer
-                neg_lr = _column([-r for r in lr])
                 for p, g, b in zip(stacked, grads, buf, strict=True):
                     shape = (G,) + (1,) * (p.dim() - 1)
-                    d = g.add(p, alpha=opt.weight_decay) if opt.weight_decay else g
-                    if opt.momentum:
-                        b.copy_(torch.where(fresh.view(shape), d, b * opt.momentum + d))
+                    d = g.add(p, alpha=sgd.weight_decay) if sgd.weight_decay else g
+                    if sgd.momentum:
+                        b.copy_(torch.where(fresh.view(shape), d, b * sgd.momentum + d))
                         d = b
                     p.addcmul_(d, neg_lr.view(shape))
                 fresh = torch.zeros_like(fresh)
@@ -274,7 +266,7 @@ def _train_together(trainers: list[Trainer], k: int) -> None:
                     st[0].copy_(m[j][g])
                     st[1].copy_(v[j][g])
                     st[2].fill_(optimizer.done(g))
-                elif t.optimizer.momentum:
+                elif sgd.momentum:
                     t.optimizer.state[p] = buf[j][g].clone()
             t.step = steps[g]
             t._last_loss = float(total[g]) / k
