@@ -102,6 +102,16 @@ def live_buttons(page: str, sess: LiveSession, steps: int) -> None:
     c4.caption(note)
 
 
+def shown_frame(sess: LiveSession, build: Callable[[LiveSession], Any]) -> Any:
+    """What the page draws of the frame on screen, ``build(sess)``, made once per frame of the run for every
+    visitor who shows it; first the line that says when the run is shared or replayed."""
+    note = sess.note()
+    if note:
+        st.caption(note, help="Visitors with the same settings see the same run, trained once for all of them. "
+                   "Changing a setting mid-run gives you a run of your own, from the step on screen.")
+    return sess.run.memo((sess.cursor, sess.max_snapshots), lambda: build(sess))
+
+
 def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[LiveSession], None]) -> None:
     """One frame of the live fragment: a running session moves on (see arcface_viz.live.Pacer: the frames of all
     visitors take turns, and a visitor whose turn came late skips frames), then ``draw``.  When the run reaches

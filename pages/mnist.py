@@ -33,7 +33,7 @@ from arcface_viz.plots.sphere import embedding_figure, theta_histogram_spec
 from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import reconfigure
-from pages._live import get_or_build, live_buttons, live_frame
+from pages._live import get_or_build, live_buttons, live_frame, shown_frame
 from pages._ui import chart, controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
@@ -245,11 +245,7 @@ def confusion_block(i: int, panel: dict, left, right) -> None:
 
 
 def draw(run: LiveSession) -> None:
-    shown = run.run.memo((run.cursor, run.max_snapshots), lambda: figures(run))
-    note = run.note()
-    if note:
-        st.caption(note, help="Visitors with the same settings see the same run, trained once for all of them. "
-                   "Changing a setting mid-run gives you a run of your own, from the step on screen.")
+    shown = shown_frame(run, figures)
     fraction, text = shown["progress"]
     st.progress(fraction, text=text)
     for col, status in zip(st.columns(len(shown["status"])), shown["status"], strict=True):

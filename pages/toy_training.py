@@ -19,7 +19,7 @@ from arcface_viz.plots.sphere import (
 from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import build_compare_trainers, build_toy_trainer, reconfigure
-from pages._live import get_or_build, live_buttons, live_frame
+from pages._live import get_or_build, live_buttons, live_frame, shown_frame
 from pages._ui import chart, controls, page_state, sync_url
 
 PAGE = "toy-training"
@@ -106,11 +106,7 @@ def figures(run: LiveSession) -> dict:
 
 
 def draw(run: LiveSession) -> None:
-    shown = run.run.memo((run.cursor, run.max_snapshots), lambda: figures(run))
-    note = run.note()
-    if note:
-        st.caption(note, help="Visitors with the same settings see the same run, trained once for all of them. "
-                   "Changing a setting mid-run gives you a run of your own, from the step on screen.")
+    shown = shown_frame(run, figures)
     for col, status in zip(st.columns(len(shown["status"])), shown["status"], strict=True):
         col.markdown(status)
     emb = shown["emb"]
