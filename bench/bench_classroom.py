@@ -106,6 +106,7 @@ class Visitor:
         self.timers: dict[str, asyncio.Task] = {}  # fragment id -> its run_every timer
         self.finished = asyncio.Event()
         self.ws = None
+        self.closing = False
         self.last_step: int | None = None
 
     # --- the page and its socket -------------------------------------------------------------
@@ -168,7 +169,7 @@ class Visitor:
                 msg.ParseFromString(data)
                 self._handle(msg)
         except ConnectionClosed as exc:
-            if not getattr(self, "closing", False):
+            if not self.closing:
                 self._error(f"socket closed: {exc}")
 
     def _error(self, text: str) -> None:
@@ -228,10 +229,7 @@ class Visitor:
             if m:
                 self._frame(int(m["step"].replace(",", "")), float(m["test"]))
         elif kind == "button":
-            key = el.button.id.rsplit(":", 1)[-1]
-            self.buttons[key] = el.button.id
-            if key == "train":
-                self.button_label = el.button.label
+            self.buttons[el.button.id.rsplit(":", 1)[-1]] = el.button.id
         elif kind == "exception":
             ours = [line.strip().split("\n")[0] for line in el.exception.stack_trace if str(ROOT) in line]
             self._error(f"{el.exception.type}: {el.exception.message[:120]} ({ours[-1] if ours else '?'})")
