@@ -222,7 +222,7 @@ def _train_together(trainers: list[Trainer], k: int, exact: bool) -> None:
         neg_lr = torch.tensor([-t.lr for t in trainers])
     X = torch.stack([t.batches.X for t in trainers])  # (G, N, in)
     y = torch.stack([t.batches.y for t in trainers])  # (G, N)
-    idx = torch.stack([torch.stack(list(t.batches.indices(k))) for t in trainers])  # (G, k, B): each its own stream
+    idx = torch.stack([torch.stack(list(t.batches._indices(k))) for t in trainers])  # (G, k, B): each its own stream
     n_in = X.shape[2]
     steps = [t.step for t in trainers]
     lead = trainers[0]
