@@ -347,7 +347,7 @@ class LiveSession:
         if self.others:
             who = "1 other visitor" if self.others == 1 else f"{self.others} other visitors"
             return (f"Shared run: {who} with these settings watch this run, trained once; your Train, Pause and "
-                    "Step move only your view.")
+                    "Step move only your view, and a setting you change gives you a run of your own.")
         if self.behind and self.run.joined > 1:
             return "Replayed run: these frames were trained earlier for a visitor with the same settings."
         return None

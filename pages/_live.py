@@ -107,22 +107,23 @@ def shown_frame(sess: LiveSession, build: Callable[[LiveSession], Any]) -> Any:
     visitor who shows it; first the line that says when the run is shared or replayed."""
     note = sess.note()
     if note:
-        st.caption(note, help="Visitors with the same settings see the same run, trained once for all of them. "
-                   "Changing a setting mid-run gives you a run of your own, from the step on screen.")
+        st.caption(note)
     return sess.run.memo((sess.cursor, sess.max_snapshots), lambda: build(sess))
 
 
 def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[LiveSession], None]) -> None:
-    """One frame of the live fragment: a running session moves on (see arcface_viz.live.Pacer: the frames of all
-    visitors take turns, and a visitor whose turn came late skips frames), then ``draw``.  When the run reaches
-    its step limit the whole page reruns once (its buttons change)."""
-    was_running = sess.running
-    with PACER.turn():
-        if sess.running:
-            due, train = PACER.frames(sess.shown_at, interval)
-            sess.advance(steps, frames=due, train=train)
-            sess.shown_at = time.monotonic()
-            release_memory(min_interval=1.0)
+    """One frame of the live fragment: a running session moves on and draws in its turn (see
+    arcface_viz.live.Pacer: the frames of all visitors take turns, and a visitor whose turn came late skips
+    frames); a paused one (a page load, a moved slider) draws at once.  When the run reaches its step limit the
+    whole page reruns once (its buttons change)."""
+    if not sess.running:
         draw(sess)
-    if was_running and not sess.running:
+        return
+    with PACER.turn():
+        due, train = PACER.frames(sess.shown_at, interval)
+        sess.advance(steps, frames=due, train=train)
+        sess.shown_at = time.monotonic()
+        release_memory(min_interval=1.0)
+        draw(sess)
+    if not sess.running:
         st.rerun()

@@ -150,6 +150,25 @@ def presenter_on() -> bool:
     return bool(st.session_state.get("presenter"))
 
 
+class _Here:
+    """The current place on the page, used like a column (see :func:`columns`)."""
+
+    def __enter__(self) -> _Here:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(st, name)
+
+
+def columns(n: int) -> list[Any]:
+    """``st.columns(n)``, except that one column is the current place itself: a live page redraws its columns
+    every frame, and each layout block is a message of its own to every visitor."""
+    return [_Here()] if n == 1 else st.columns(n)
+
+
 class _Plain(go.Figure):
     """A figure already in the browser's form (a dict from :func:`arcface_viz.plots.style.wire`).
     st.plotly_chart asks a plotly Figure for ``to_dict()``; this one hands the dict back as it is, where a

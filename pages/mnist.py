@@ -31,7 +31,7 @@ from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
 from pages._live import get_or_build, live_buttons, live_frame, shown_frame
-from pages._ui import chart, controls, page_state, sync_url
+from pages._ui import chart, columns, controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
 PAGE = "mnist"
@@ -246,10 +246,10 @@ def draw(run: LiveSession) -> None:
     shown = shown_frame(run, figures)
     fraction, text = shown["progress"]
     st.progress(fraction, text=text)
-    for col, status in zip(st.columns(len(shown["status"])), shown["status"], strict=True):
+    for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
         col.markdown(status)
     trainers, snaps, extras, panels = run.trainers, run.frame.snaps, run.frame.extras, shown["panels"]
-    for i, (col, trainer, snap, ex, panel) in enumerate(zip(st.columns(len(panels)), trainers, snaps, extras,
+    for i, (col, trainer, snap, ex, panel) in enumerate(zip(columns(len(panels)), trainers, snaps, extras,
                                                              panels, strict=True)):
         with col:
             embeddings(i, trainer, snap, ex["pred"], panel)

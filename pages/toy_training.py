@@ -20,7 +20,7 @@ from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
 from pages._live import get_or_build, live_buttons, live_frame, shown_frame
-from pages._ui import chart, controls, page_state, sync_url
+from pages._ui import chart, columns, controls, page_state, sync_url
 
 PAGE = "toy-training"
 TICK_SECONDS = 0.15
@@ -107,14 +107,14 @@ def figures(run: LiveSession) -> dict:
 
 def draw(run: LiveSession) -> None:
     shown = shown_frame(run, figures)
-    for col, status in zip(st.columns(len(shown["status"])), shown["status"], strict=True):
+    for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
         col.markdown(status)
     emb = shown["emb"]
-    for col, fig, gap, i in zip(st.columns(len(emb)), emb, shown["gaps"], range(len(emb)), strict=True):
+    for col, fig, gap, i in zip(columns(len(emb)), emb, shown["gaps"], range(len(emb)), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
             st.caption(gap, help=GAP_HELP)
-    cols = st.columns(len(shown["theta"]))
+    cols = columns(len(shown["theta"]))
     for col, theta, curves, i in zip(cols, shown["theta"], shown["curves"], range(len(cols)), strict=True):
         with col:
             chart(theta, key=f"{PAGE}-theta-{i}")
