@@ -8,10 +8,10 @@ import torch
 
 from arcface_viz.device import describe
 from arcface_viz.fullscale.runs import reconcile_existing
-from arcface_viz.hosted import limit_malloc_arenas, limits
+from arcface_viz.hosted import import_lazy_modules, limit_malloc_arenas, limits
 from arcface_viz.settings import hosted
 from pages._registry import PAGES
-from pages._ui import PRESENT_KEY
+from pages._ui import PRESENT_KEY, framed
 
 # Projector mode: everything larger, so the back row can read it.
 PRESENTER_CSS = """
@@ -21,6 +21,7 @@ html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
 h1 { font-size: 3.2rem !important; }
 """
 
+st.cache_resource(import_lazy_modules)()  # once per server, the other visitors' threads waiting for it
 if "presenter" not in st.session_state:  # a shared ?present=true link starts in projector mode
     st.session_state["presenter"] = st.query_params.get(PRESENT_KEY, "").lower() in ("1", "true", "yes")
 st.set_page_config(page_title="arcface-viz", page_icon=":material/radar:", layout="wide",
@@ -47,4 +48,5 @@ with st.sidebar:
     st.toggle("Export buttons", key="exports", help="Every figure gets an interactive-HTML download; "
               "the camera icon in a figure's toolbar saves a PNG.")
 
-page.run()
+with framed():
+    page.run()

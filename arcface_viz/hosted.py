@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import time
 from dataclasses import dataclass, replace
 
 from .params import Spec
@@ -62,6 +63,20 @@ def capped(spec: Spec, lim: Limits | None = None) -> Spec:
     return Spec(tuple(params))
 
 
+#: Modules that libraries import lazily, from whichever thread needs them first.  Streamlit runs each visitor's
+#: script in a thread of its own, and a module that one thread is still importing is already in sys.modules,
+#: where plotly's validators find it half-initialised from another visitor's thread ("partially initialized
+#: module 'pandas' has no attribute 'Series'").
+LAZY_IMPORTS = ("pandas", "pyarrow", "plotly.graph_objects")
+
+
+def import_lazy_modules() -> list[str]:
+    """Import :data:`LAZY_IMPORTS` now (once per server, before visitors' threads race to); the names imported."""
+    import importlib
+
+    return [importlib.import_module(name).__name__ for name in LAZY_IMPORTS]
+
+
 @functools.cache
 def _libc():
     """glibc through ctypes, or None (macOS, Windows, musl: the calls below then do nothing)."""
@@ -81,9 +96,16 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     return bool(libc and libc.mallopt(-8, int(n)))  # M_ARENA_MAX = -8 in <malloc.h>
 
 
-def release_memory() -> None:
+_released = [0.0]  # when release_memory last trimmed (monotonic seconds)
+
+
+def release_memory(min_interval: float = 0.0) -> None:
     """Hand freed heap memory back to the operating system (glibc's malloc_trim); a no-op elsewhere.
-    Called after each live-training frame so a run's resident memory stays near what it uses."""
+    Called after live-training frames so a run's resident memory stays near what it uses; with
+    ``min_interval`` at most that often server-wide (a trim walks the whole heap: with a class of visitors
+    drawing frames, once per frame was a cost of its own)."""
     libc = _libc()
-    if libc is not None:
+    now = time.monotonic()
+    if libc is not None and now - _released[0] >= min_interval:
+        _released[0] = now
         libc.malloc_trim(0)

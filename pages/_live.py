@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import streamlit as st
 
 from arcface_viz.hosted import limits, release_memory
-from arcface_viz.live import LiveSession
+from arcface_viz.live import PACER, Extras, LiveSession, Run, batch_for, watch
 
 
 def _key(page: str) -> str:
@@ -17,24 +18,38 @@ def _key(page: str) -> str:
 
 def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, Any]], list],
                  live_keys: Iterable[str], apply_live: Callable[[LiveSession, dict[str, Any]], None],
-                 max_steps: int | None = None) -> LiveSession | None:
-    """The page's session, built on first use or rebuilt while it has not started.
+                 max_steps: int | None = None, extras: Extras | None = None,
+                 batch_by: Iterable[str] = ("seed",)) -> LiveSession | None:
+    """The page's session: a view of the run that every visitor with exactly these settings watches (built by
+    the first of them), or of a run of its own once the visitor changed a setting mid-run.
 
-    A structural change (data, dimension, loss, seed) after training started does not throw the run
-    away: the page says Reset applies it.  Other settings apply at the next step.  A setting that cannot
-    be built shows its message and returns None.
+    Before Train, any change picks the run for the new settings.  A structural change (data, dimension, loss,
+    seed) after training started does not throw the run away: the page says Reset applies it.  Other settings
+    apply at the next step, to a run of the visitor's own (forked at the frame on screen if others share it).
+    A setting that cannot be built shows its message and returns None.  ``extras(trainers, snapshots)``: what
+    the page reads from the trainers at each frame (see arcface_viz.live.Run).  Runs whose settings differ only
+    in ``batch_by`` train in the same batched steps where their trainers allow it (arcface_viz.live.Batch).
     """
     max_steps = max_steps or limits().max_steps  # a run pauses itself there; Reset starts over
     live = set(live_keys)
     structure = {k: v for k, v in values.items() if k not in live}
     sess: LiveSession | None = st.session_state.get(_key(page))
-    if sess is None or (sess.step == 0 and not sess.running and sess.changed(structure)):
+    if sess is None or (sess.step == 0 and not sess.running and sess.settings != values):
+        settings = dict(values)
+        key = (page, max_steps, *sorted((k, repr(v)) for k, v in settings.items()))
+        batch_key = tuple(item for item in key[2:] if item[0] not in set(batch_by))
+
+        def make() -> Run:
+            return Run(build(settings), max_steps=max_steps, extras=extras, factory=lambda: build(settings),
+                       batch=batch_for((page, max_steps, batch_key)))
+
         try:
-            sess = LiveSession(build(values), structure, max_steps=max_steps)
+            sess = watch(key, make, structure)
         except ValueError as exc:  # includes data-set errors: a message, never a traceback
             st.error(f"These settings cannot be trained: {exc}", icon=":material/error:")
             st.session_state.pop(_key(page), None)
             return None
+        sess.settings = settings
         st.session_state[_key(page)] = sess
         release_memory()  # the data loading and first evaluation's temporaries
         return sess
@@ -42,8 +57,10 @@ def get_or_build(page: str, values: dict[str, Any], build: Callable[[dict[str, A
     if changed:
         st.info(f"You changed **{', '.join(changed)}**: press **Reset** to train with it. The current run "
                 "goes on with the previous setting.", icon=":material/restart_alt:")
-    else:
+    elif values != sess.settings:
+        sess.own()  # others watching this run keep theirs
         apply_live(sess, values)
+        sess.settings = dict(values)
     return sess
 
 
@@ -85,10 +102,28 @@ def live_buttons(page: str, sess: LiveSession, steps: int) -> None:
     c4.caption(note)
 
 
-def tick(sess: LiveSession, steps: int) -> None:
-    """One frame of a running session; when it reaches its step limit the whole page reruns once."""
-    if sess.running:
-        sess.advance(steps)
-        release_memory()
-        if not sess.running:
-            st.rerun()
+def shown_frame(sess: LiveSession, build: Callable[[LiveSession], Any]) -> Any:
+    """What the page draws of the frame on screen, ``build(sess)``, made once per frame of the run for every
+    visitor who shows it; first the line that says when the run is shared or replayed."""
+    note = sess.note()
+    if note:
+        st.caption(note)
+    return sess.run.memo((sess.cursor, sess.max_snapshots), lambda: build(sess))
+
+
+def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[LiveSession], None]) -> None:
+    """One frame of the live fragment: a running session moves on and draws in its turn (see
+    arcface_viz.live.Pacer: the frames of all visitors take turns, and a visitor whose turn came late skips
+    frames); a paused one (a page load, a moved slider) draws at once.  When the run reaches its step limit the
+    whole page reruns once (its buttons change)."""
+    if not sess.running:
+        draw(sess)
+        return
+    with PACER.turn():
+        due, train = PACER.frames(sess.shown_at, interval)
+        sess.advance(steps, frames=due, train=train)
+        sess.shown_at = time.monotonic()
+        release_memory(min_interval=1.0)
+        draw(sess)
+    if not sess.running:
+        st.rerun()

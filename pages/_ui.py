@@ -7,9 +7,12 @@ The core (arcface_viz/) never imports Streamlit; this module is the only place t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from arcface_viz.losses import loss_defaults
@@ -147,19 +150,67 @@ def presenter_on() -> bool:
     return bool(st.session_state.get("presenter"))
 
 
-def chart(fig: Any, key: str, *, file_name: str | None = None) -> None:
-    """Draw a plotly figure: projector styling when presenting, PNG from the toolbar's camera button,
-    and an interactive HTML download when exports are switched on."""
-    from arcface_viz.plots.style import presenter_style, standalone_html
+class _Here:
+    """The current place on the page, used like a column (see :func:`columns`)."""
 
+    def __enter__(self) -> _Here:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(st, name)
+
+
+def columns(n: int) -> list[Any]:
+    """``st.columns(n)``, except that one column is the current place itself: a live page redraws its columns
+    every frame, and each layout block is a message of its own to every visitor."""
+    return [_Here()] if n == 1 else st.columns(n)
+
+
+class _Plain(go.Figure):
+    """A figure already in the browser's form (a dict from :func:`arcface_viz.plots.style.wire`).
+    st.plotly_chart asks a plotly Figure for ``to_dict()``; this one hands the dict back as it is, where a
+    Figure would validate every property of every trace again, on every frame of every visitor."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:  # no go.Figure.__init__: there is nothing to validate
+        self._spec = spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._spec
+
+
+def chart(fig: go.Figure | dict[str, Any], key: str, *, file_name: str | None = None, **kwargs: Any) -> Any:
+    """Draw a plotly figure (a Figure, or a dict in the browser's form): projector styling when presenting, PNG
+    from the toolbar's camera button, and an interactive HTML download when exports are switched on.
+    ``kwargs`` go to st.plotly_chart (on_select, selection_mode, …); its return value is returned."""
+    from arcface_viz.plots.style import presenter_spec, presenter_style, standalone_html
+
+    plain = isinstance(fig, dict)
     if presenter_on():
-        fig = presenter_style(fig)
+        fig = presenter_spec(fig) if plain else presenter_style(fig)
     name = file_name or key
-    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
-        "format": "png", "filename": name, "scale": 2}})
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    out = st.plotly_chart(_Plain(fig) if plain else fig, key=key, config=config, **kwargs)
     if st.session_state.get("exports"):
-        st.download_button("Download as interactive HTML", standalone_html(fig, name), file_name=f"{name}.html",
-                           mime="text/html", key=f"{key}:html", icon=":material/download:", on_click="ignore")
+        st.download_button("Download as interactive HTML", standalone_html(go.Figure(fig) if plain else fig, name),
+                           file_name=f"{name}.html", mime="text/html", key=f"{key}:html",
+                           icon=":material/download:", on_click="ignore")
+    return out
+
+
+_frame = threading.local()  # .active: app.py is running a page on this thread (see app_frame)
+
+
+@contextmanager
+def framed() -> Iterator[None]:
+    """app.py runs the page inside this block, so the page can tell that it is inside the app's frame."""
+    _frame.active = True
+    try:
+        yield
+    finally:
+        _frame.active = False
 
 
 def app_frame() -> None:
@@ -167,14 +218,17 @@ def app_frame() -> None:
 
     Until some session has run app.py, Streamlit serves a request through its legacy ``pages/`` folder
     mode and runs the page file on its own. Leave that mode and rerun: app.py then routes the same URL.
-    (Uses Streamlit's PagesManager flag, which st.navigation itself sets the same way.  AppTest resets the
-    flag on every run, so under AppTest each page run passes through here once: use on_click callbacks,
-    whose effect survives the rerun, rather than ``if st.button(...)``.)
+    Whether this run is inside app.py is asked of this thread (:func:`framed`), not of Streamlit's
+    process-wide PagesManager flag: when several visitors open a fresh server at once, the first one to get
+    here clears that flag while the others are already running their page on its own, and those then went
+    on without app.py's frame (its sidebar, its once-per-server set-up).  Under AppTest the flag is reset on
+    every run, so each page run passes through here once: use on_click callbacks, whose effect survives the
+    rerun, rather than ``if st.button(...)``.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:  # True only when app.py's st.navigation has not run in this run
-        PagesManager.uses_pages_directory = False
+    if not getattr(_frame, "active", False):
+        PagesManager.uses_pages_directory = False  # as st.navigation itself sets it
         st.rerun()
 
 

@@ -26,11 +26,12 @@ from arcface_viz.plots.images import (
     sphere_map_figure,
     thumbnails,
 )
-from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
+from arcface_viz.plots.sphere import embedding_figure, theta_histogram_spec
+from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, tick
-from pages._ui import controls, page_state, sync_url
+from pages._live import get_or_build, live_buttons, live_frame, shown_frame
+from pages._ui import chart, columns, controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
 PAGE = "mnist"
@@ -134,12 +135,70 @@ def apply_live(run: LiveSession, v: dict) -> None:
         reconfigure(trainer, ImageConfig.from_values(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
 
 
+def frame_extras(trainers: list, snaps: list) -> list[dict]:
+    """What the figures read from each trainer at a frame: the drawn images' predictions, the confusion on the
+    test set (evaluated now when it is small, else the last epoch end's) with the top pair's example images,
+    and the epoch ends so far."""
+    fresh = len(trainers[0].data.y_test) <= SMALL_TEST
+    out = []
+    for trainer, snap in zip(trainers, snaps, strict=True):
+        conf = confusion(trainer, k=5, fresh=fresh)
+        examples = None
+        if conf.pairs:
+            top = conf.pairs[0]
+            a, b = (top.a, top.b) if top.a_as_b >= top.b_as_a else (top.b, top.a)
+            examples = (a, b, confused_examples(trainer, a, b, k=8))
+        out.append({"pred": trainer.sample_predictions(snap), "conf": conf, "examples": examples,
+                    "epochs": list(trainer.epoch_log)})
+    return out
+
+
 run = get_or_build(PAGE, {**values, "data_dir": data_dir or ""}, build, live_keys=LIVE_KEYS,
-                   apply_live=apply_live)
+                   apply_live=apply_live, extras=frame_extras)
 if run is None:
     st.stop()
 st.caption(run.trainers[0].data.source)
 live_buttons(PAGE, run, values["steps_per_frame"])
+
+
+def figures(run: LiveSession) -> dict:
+    """The frame on screen as status lines, figures (dicts in the browser's form) and tables: built once per
+    frame of a run, for every visitor who shows it."""
+    trainers, snaps, extras = run.trainers, run.frame.snaps, run.frame.extras
+    titles = [LOSSES[t.loss_fn.name].label for t in trainers]
+    spe, first = trainers[0].steps_per_epoch, snaps[0]
+    out: dict = {"progress": ((first.step % spe) / spe, f"epoch {first.step // spe + 1}: step {first.step % spe:,} "
+                              f"of {spe:,} ({trainers[0].batch_size} images each)"), "status": [], "panels": []}
+    for i, (trainer, snap, ex, hist, title) in enumerate(zip(trainers, snaps, extras, run.history, titles,
+                                                              strict=True)):
+        full = "—" if snap.epoch_test_acc is None else f"{100 * snap.epoch_test_acc:.2f}%"
+        speed = "—" if snap.images_per_second is None else f"{snap.images_per_second:,.0f}"
+        out["status"].append(f"**{title}** — step {snap.step:,} · epoch {snap.epoch:.2f} · loss {snap.loss:.3f} · "
+                             f"test {100 * snap.test_acc:.1f}% on {len(snap.labels):,} drawn images · whole test set "
+                             f"at the last epoch end {full} · {speed} images/s")
+        names = list(trainer.data.classes)
+        hover = hover_texts(trainer, snap, ex["pred"])
+        fig = embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=names, hover_text=hover,
+                               title=f"{title}: test images and class centres W_j", all_classes=True,
+                               uirevision=f"emb-{i}", height=500)
+        flat = snap.embeddings.shape[1] == 2
+        conf, examples = ex["conf"], ex["examples"]
+        cn = conf.classes
+        out["panels"].append({
+            "emb": (attach_sample_ids(fig, snap.labels, len(names)) if flat else fig).to_dict(),
+            "map": None if flat else sphere_map_figure(snap.embeddings, snap.labels, snap.centres, names, hover,
+                                                       uirevision=f"map-{i}").to_dict(),
+            "curves": curves_with_epochs(run.curves(i), [e for e in ex["epochs"] if e.step <= snap.step],
+                                         title=f"{title}: loss and accuracy").to_dict(),
+            "theta": wire(theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")),
+            "conf": confusion_figure(conf, title=f"Confusion on the test set (step {conf.step:,})").to_dict(),
+            "pairs": [{"a ↔ b": f"{cn[p.a]} ↔ {cn[p.b]}", "a taken for b": p.a_as_b, "b taken for a": p.b_as_a,
+                       "∠(W_a, W_b)": f"{p.angle_deg:.1f}°"} for p in conf.pairs],
+            "examples": None if examples is None or not len(examples[2]) else (
+                f"Test images of {cn[examples[0]]} taken for {cn[examples[1]]}:",
+                thumbnails(trainer.data.x_test[examples[2]], size=56), [f"#{j}" for j in examples[2]]),
+        })
+    return out
 
 
 def gallery(trainer, snap, positions: list[int], predictions) -> None:
@@ -154,84 +213,63 @@ def gallery(trainer, snap, positions: list[int], predictions) -> None:
     st.image(thumbnails(trainer.sample_images[pos], size=84), caption=caps)
 
 
-def embeddings(i: int, trainer, snap, title: str) -> None:
+def embeddings(i: int, trainer, snap, pred, panel: dict) -> None:
     """The drawn test images on the circle (clickable) or the sphere (plus a clickable flat map)."""
-    names = list(trainer.data.classes)
-    pred = trainer.sample_predictions(snap)
-    hover = hover_texts(trainer, snap, pred)
-    fig = embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=names, hover_text=hover,
-                           title=title, all_classes=True, uirevision=f"emb-{i}", height=500)
-    if snap.embeddings.shape[1] == 2:
-        event = st.plotly_chart(attach_sample_ids(fig, snap.labels, len(names)), key=f"{PAGE}-emb-{i}",
-                                on_select="rerun", selection_mode=("points", "box", "lasso"))
+    if panel["map"] is None:
+        event = chart(panel["emb"], key=f"{PAGE}-emb-{i}", on_select="rerun",
+                      selection_mode=("points", "box", "lasso"))
     else:
         sphere, flat = st.tabs(["Sphere", "Flat map (click a point)"])
-        sphere.plotly_chart(fig, key=f"{PAGE}-emb-{i}")
+        with sphere:
+            chart(panel["emb"], key=f"{PAGE}-emb-{i}")
         with flat:
-            event = st.plotly_chart(sphere_map_figure(snap.embeddings, snap.labels, snap.centres, names, hover,
-                                                      uirevision=f"map-{i}"),
-                                    key=f"{PAGE}-map-{i}", on_select="rerun", selection_mode=("points", "box"))
+            event = chart(panel["map"], key=f"{PAGE}-map-{i}", on_select="rerun", selection_mode=("points", "box"))
     gallery(trainer, snap, selected_samples(event.selection if event else None), pred)
 
 
-def confusion_block(i: int, trainer, fresh: bool, left, right) -> None:
+def confusion_block(i: int, panel: dict, left, right) -> None:
     """The test confusion matrix (left) and the most confused pairs with their angles and examples (right)."""
-    conf = confusion(trainer, k=5, fresh=fresh)
-    names = conf.classes
-    left.plotly_chart(confusion_figure(conf, title=f"Confusion on the test set (step {conf.step:,})"),
-                      key=f"{PAGE}-conf-{i}")
-    if not conf.pairs:
+    with left:
+        chart(panel["conf"], key=f"{PAGE}-conf-{i}")
+    if not panel["pairs"]:
         right.caption("No test image is confused.")
         return
     right.markdown("**Most confused pairs** and the angle between their class centres W_j:")
-    right.dataframe([{"a ↔ b": f"{names[p.a]} ↔ {names[p.b]}", "a taken for b": p.a_as_b, "b taken for a": p.b_as_a,
-                      "∠(W_a, W_b)": f"{p.angle_deg:.1f}°"} for p in conf.pairs], hide_index=True, width="stretch")
-    top = conf.pairs[0]
-    a, b = (top.a, top.b) if top.a_as_b >= top.b_as_a else (top.b, top.a)
-    ids = confused_examples(trainer, a, b, k=8)
-    if len(ids):
-        right.caption(f"Test images of {names[a]} taken for {names[b]}:")
-        right.image(thumbnails(trainer.data.x_test[ids], size=56), caption=[f"#{j}" for j in ids])
+    right.dataframe(panel["pairs"], hide_index=True, width="stretch")
+    if panel["examples"]:
+        caption, images, captions = panel["examples"]
+        right.caption(caption)
+        right.image(images, caption=captions)
 
 
 def draw(run: LiveSession) -> None:
-    trainers, snaps = run.trainers, [h[-1] for h in run.history]
-    titles = [LOSSES[t.loss_fn.name].label for t in trainers]
-    first = trainers[0]
-    spe = first.steps_per_epoch
-    st.progress((first.step % spe) / spe,
-                text=f"epoch {first.step // spe + 1}: step {first.step % spe:,} of {spe:,} "
-                     f"({first.batch_size} images each)")
-    for col, snap, title in zip(st.columns(len(snaps)), snaps, titles, strict=True):
-        full = "—" if snap.epoch_test_acc is None else f"{100 * snap.epoch_test_acc:.2f}%"
-        speed = "—" if snap.images_per_second is None else f"{snap.images_per_second:,.0f}"
-        col.markdown(f"**{title}** — step {snap.step:,} · epoch {snap.epoch:.2f} · loss {snap.loss:.3f} · "
-                     f"test {100 * snap.test_acc:.1f}% on {len(snap.labels):,} drawn images · whole test set at "
-                     f"the last epoch end {full} · {speed} images/s")
-    cols = st.columns(len(snaps))
-    for i, (col, trainer, snap, title) in enumerate(zip(cols, trainers, snaps, titles, strict=True)):
+    shown = shown_frame(run, figures)
+    fraction, text = shown["progress"]
+    st.progress(fraction, text=text)
+    for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
+        col.markdown(status)
+    trainers, snaps, extras, panels = run.trainers, run.frame.snaps, run.frame.extras, shown["panels"]
+    for i, (col, trainer, snap, ex, panel) in enumerate(zip(columns(len(panels)), trainers, snaps, extras,
+                                                             panels, strict=True)):
         with col:
-            embeddings(i, trainer, snap, f"{title}: test images and class centres W_j")
+            embeddings(i, trainer, snap, ex["pred"], panel)
     # one run: two pictures side by side; compare mode: one column per run, pictures stacked
-    cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
-    slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]
-    for i, ((left, right), trainer, hist, title) in enumerate(zip(slots, trainers, run.history, titles,
-                                                                   strict=True)):
-        left.plotly_chart(curves_with_epochs(run.curves(i), trainer.epoch_log, title=f"{title}: loss and accuracy"),
-                          key=f"{PAGE}-curves-{i}")
-        right.plotly_chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
-                           key=f"{PAGE}-theta-{i}")
-    fresh = not run.running or len(first.data.y_test) <= SMALL_TEST
-    cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
-    slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]
-    for i, ((left, right), trainer) in enumerate(zip(slots, trainers, strict=True)):
-        confusion_block(i, trainer, fresh, left, right)
+    cols = st.columns(2) if len(panels) == 1 else st.columns(len(panels))
+    slots = [(cols[0], cols[1])] if len(panels) == 1 else [(c, c) for c in cols]
+    for i, ((left, right), panel) in enumerate(zip(slots, panels, strict=True)):
+        with left:
+            chart(panel["curves"], key=f"{PAGE}-curves-{i}")
+        with right:
+            chart(panel["theta"], key=f"{PAGE}-theta-{i}")
+    cols = st.columns(2) if len(panels) == 1 else st.columns(len(panels))
+    slots = [(cols[0], cols[1])] if len(panels) == 1 else [(c, c) for c in cols]
+    for i, ((left, right), panel) in enumerate(zip(slots, panels, strict=True)):
+        confusion_block(i, panel, left, right)
 
 
 @st.fragment(run_every=TICK_SECONDS if run.running else None)
 def live() -> None:
-    tick(run, values["steps_per_frame"])
-    draw(run)
+    live_frame(run, values["steps_per_frame"], TICK_SECONDS, draw)
 
 
 live()

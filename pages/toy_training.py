@@ -10,17 +10,17 @@ from arcface_viz.losses import LOSSES, loss_margins
 from arcface_viz.params import LIVE_KEYS, TOY_SPEC
 from arcface_viz.plots.sphere import (
     centres_name,
-    compare_figures,
-    curves_figure,
-    embedding_figure,
-    theta_histogram_figure,
+    compare_specs,
+    curves_spec,
+    embedding_spec,
+    theta_histogram_spec,
     training_animation,
 )
-from arcface_viz.plots.style import standalone_html
+from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, tick
-from pages._ui import chart, controls, page_state, sync_url
+from pages._live import get_or_build, live_buttons, live_frame, shown_frame
+from pages._ui import chart, columns, controls, page_state, sync_url
 
 PAGE = "toy-training"
 TICK_SECONDS = 0.15
@@ -65,42 +65,60 @@ def apply_live(run: LiveSession, v: dict) -> None:
         reconfigure(trainer, ToyConfig.from_values(v, loss=name if name != v["loss"] else None))
 
 
-run = get_or_build(PAGE, values, build, live_keys=LIVE_KEYS, apply_live=apply_live)
+def margins(trainers: list, snaps: list) -> list:
+    """Each trainer's margins in force (after warm-up), for the decision ring of the frame (None: no ring)."""
+    return [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
+            if t.loss_fn.info.head == "cosine" else None for t in trainers]
+
+
+run = get_or_build(PAGE, values, build, live_keys=LIVE_KEYS, apply_live=apply_live, extras=margins)
 if run is None:
     st.stop()
 live_buttons(PAGE, run, values["steps_per_frame"])
 
 
-def draw(run: LiveSession) -> None:
-    snaps = [h[-1] for h in run.history]
+def figures(run: LiveSession) -> dict:
+    """The frame on screen as status lines and figures in the browser's form: built once per frame of a run,
+    for every visitor who shows it."""
+    snaps, regions = run.frame.snaps, run.frame.extras
     titles = [LOSSES[t.loss_fn.name].label for t in run.trainers]
     names = [str(c) for c in range(run.trainers[0].loss_fn.num_classes)]
-    cols = st.columns(len(snaps))
-    for col, snap, title in zip(cols, snaps, titles, strict=True):
+    status = []
+    for snap, title in zip(snaps, titles, strict=True):
         test = "—" if snap.test_acc is None else f"{100 * snap.test_acc:.1f}%"
-        col.markdown(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
-                     f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
-    regions = [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
-               if t.loss_fn.info.head == "cosine" and snap.embeddings.shape[1] == 2 else None
-               for t, snap in zip(run.trainers, snaps, strict=True)]
+        status.append(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
+                      f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
+    regions = [r if snap.embeddings.shape[1] == 2 else None for r, snap in zip(regions, snaps, strict=True)]
     rays = [centres_name(t.loss_fn.info.head) for t in run.trainers]
     if len(snaps) == 2:
-        figs = compare_figures(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions),
-                               centres_labels=tuple(rays))
+        emb = compare_specs(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions),
+                            centres_labels=tuple(rays))
     else:
         what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
-        figs = [embedding_figure(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
-                                 title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
-                                 centres_label=rays[0])]
-    for col, fig, snap, i in zip(st.columns(len(figs)), figs, snaps, range(len(figs)), strict=True):
+        emb = [embedding_spec(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
+                              title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
+                              centres_label=rays[0])]
+    theta = [theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")
+             for hist, title in zip(run.history, titles, strict=True)]
+    curves = [curves_spec(**run.curves(i)) for i in range(len(snaps))]
+    return {"status": status, "emb": [wire(f) for f in emb], "gaps": [gap_readout(snap) for snap in snaps],
+            "theta": [wire(f) for f in theta], "curves": [wire(f) for f in curves]}
+
+
+def draw(run: LiveSession) -> None:
+    shown = shown_frame(run, figures)
+    for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
+        col.markdown(status)
+    emb = shown["emb"]
+    for col, fig, gap, i in zip(columns(len(emb)), emb, shown["gaps"], range(len(emb)), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
-            st.caption(gap_readout(snap), help=GAP_HELP)
-    for col, hist, title, i in zip(st.columns(len(snaps)), run.history, titles, range(len(snaps)), strict=True):
+            st.caption(gap, help=GAP_HELP)
+    cols = columns(len(shown["theta"]))
+    for col, theta, curves, i in zip(cols, shown["theta"], shown["curves"], range(len(cols)), strict=True):
         with col:
-            chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
-                  key=f"{PAGE}-theta-{i}")
-            chart(curves_figure(**run.curves(i)), key=f"{PAGE}-curves-{i}")
+            chart(theta, key=f"{PAGE}-theta-{i}")
+            chart(curves, key=f"{PAGE}-curves-{i}")
 
 
 def export_animation(run: LiveSession) -> None:
@@ -123,8 +141,7 @@ export_animation(run)
 
 @st.fragment(run_every=TICK_SECONDS if run.running else None)
 def live() -> None:
-    tick(run, values["steps_per_frame"])
-    draw(run)
+    live_frame(run, values["steps_per_frame"], TICK_SECONDS, draw)
 
 
 live()

@@ -19,8 +19,9 @@ most one trace per class, numpy arrays (serialised as base64 by plotly), cached 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +49,18 @@ RING = (1.07, 1.13)  # 2-D decision-region ring (inner, outer radius)
 RAY_END = 1.18  # class-centre rays go from the origin to this radius
 LEGEND_FONT = 16  # readable on a projector
 PHASE_COLOURS = {"start": "#D55E00", "middle": "#E69F00", "now": "#0072B2"}
+
+
+def as_figure(spec: Callable[..., dict[str, Any]]) -> Callable[..., go.Figure]:
+    """A ``*_spec`` function (the figure as a plain dict, what the live pages send after
+    :func:`~arcface_viz.plots.style.wire`) as the function that returns it as a validated plotly Figure."""
+
+    @functools.wraps(spec)
+    def figure(*args: Any, **kwargs: Any) -> go.Figure:
+        return go.Figure(spec(*args, **kwargs))
+
+    figure.__name__ = figure.__qualname__ = spec.__name__.replace("_spec", "_figure")
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,11 +296,11 @@ def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.nd
     return dim, traces
 
 
-def embedding_figure(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
+def embedding_spec(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
                      class_names: Sequence[str] | None = None, title: str | None = None,
                      hover_text: Sequence[str] | None = None, *, regions: dict[str, Any] | None = None,
                      all_classes: bool = False, jitter: float = POINT_JITTER, uirevision: str = "embedding",
-                     height: int = 560, centres_label: str = CENTRES_NAME) -> go.Figure:
+                     height: int = 560, centres_label: str = CENTRES_NAME) -> dict[str, Any]:
     """Fig. 3: normalised embeddings on the unit circle (d = 2) or sphere (d = 3), centres W_j as rays.
 
     ``embeddings`` (k, d) and ``centres`` (n, d) are L2-normalised (re-normalised here to be safe);
@@ -300,7 +313,10 @@ def embedding_figure(embeddings: np.ndarray, labels: np.ndarray, centres: np.nda
     """
     dim, traces = _embedding_traces(embeddings, labels, centres, class_names, hover_text, regions, all_classes,
                                     jitter, centres_label)
-    return go.Figure(data=traces, layout=_layout(dim, title, uirevision, height))
+    return {"data": traces, "layout": _layout(dim, title, uirevision, height)}
+
+
+embedding_figure = as_figure(embedding_spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,8 +541,8 @@ def pick_start_middle_now(history: Sequence[Any]) -> list[tuple[str, int, np.nda
     return picked
 
 
-def theta_histogram_figure(history: Sequence[Any], bins: int = 36, title: str | None = None,
-                           height: int = 340) -> go.Figure:
+def theta_histogram_spec(history: Sequence[Any], bins: int = 36, title: str | None = None,
+                         height: int = 340) -> dict[str, Any]:
     """Fig. 4(a): distribution of θ_yi (angle between x_i and W_yi, degrees) at start, middle and now.
 
     Fixed bins over [0°, 180°], each curve normalised to percent of its samples, with its mean as a
@@ -562,7 +578,10 @@ def theta_histogram_figure(history: Sequence[Any], bins: int = 36, title: str | 
                     yanchor="top"),
         font=dict(size=14), uirevision="theta",
     )
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
+
+
+theta_histogram_figure = as_figure(theta_histogram_spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,9 +594,9 @@ def _decimate(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.r_[np.linspace(0, n - 1, max_points).round().astype(int), n - 1])
 
 
-def curves_figure(steps: Sequence[int], loss: Sequence[float], train_acc: Sequence[float],
-                  test_acc: Sequence[float | None] | None = None, title: str | None = None,
-                  max_points: int = 2000, height: int = 380) -> go.Figure:
+def curves_spec(steps: Sequence[int], loss: Sequence[float], train_acc: Sequence[float],
+                test_acc: Sequence[float | None] | None = None, title: str | None = None,
+                max_points: int = 2000, height: int = 380) -> dict[str, Any]:
     """Loss (top) and train / test accuracy (bottom, fractions shown as %) against the optimizer step.
 
     ``test_acc`` may hold None where the test set was not evaluated; None and non-finite values are
@@ -625,7 +644,10 @@ def curves_figure(steps: Sequence[int], loss: Sequence[float], train_acc: Sequen
                     xanchor="center"),
         hovermode="x unified", uirevision="curves",
     )
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
+
+
+curves_figure = as_figure(curves_spec)
 
 
 def curves_from_history(history: Sequence[Any], **kwargs: Any) -> go.Figure:
@@ -638,12 +660,26 @@ def curves_from_history(history: Sequence[Any], **kwargs: Any) -> go.Figure:
 # Fig. 3 side by side
 
 
-def _snapshot_figure(snap: Any, title: str | None, class_names: Sequence[str] | None,
-                     regions: dict[str, Any] | None, uirevision: str, height: int,
-                     centres_label: str | None = None) -> go.Figure:
-    return embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
-                            regions=regions, all_classes=True, uirevision=uirevision, height=height,
-                            centres_label=centres_label or CENTRES_NAME)
+def compare_specs(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
+                  class_names: Sequence[str] | None = None,
+                  regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
+                  height: int = 480, centres_labels: tuple[str | None, str | None] = (None, None)
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fig. 3: two snapshots as two embedding figures with identical axes, size, colours and legend.
+
+    Each snapshot needs ``embeddings, labels, centres``; ``regions`` optionally adds each side's
+    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``; ``centres_labels`` name
+    each side's rays (None: class centres; see :func:`centres_name`).
+    """
+    specs = tuple(embedding_spec(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
+                                 regions=region, all_classes=True, uirevision=f"compare-{side}", height=height,
+                                 centres_label=label or CENTRES_NAME)
+                  for snap, title, region, side, label in zip((left, right), titles, regions, ("left", "right"),
+                                                              centres_labels, strict=True))
+    for spec in specs:  # legends below: a longer legend on one side must not shrink its circle
+        spec["layout"]["legend"] = {**spec["layout"]["legend"], "orientation": "h", "yanchor": "top", "y": -0.02,
+                                    "x": 0.5, "xanchor": "center"}
+    return specs[0], specs[1]
 
 
 def compare_figures(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
@@ -651,17 +687,9 @@ def compare_figures(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Soft
                     regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
                     height: int = 480, centres_labels: tuple[str | None, str | None] = (None, None)
                     ) -> tuple[go.Figure, go.Figure]:
-    """Fig. 3: two snapshots as two embedding figures with identical axes, size, colours and legend.
-
-    Each snapshot needs ``embeddings, labels, centres``; ``regions`` optionally adds each side's
-    decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``; ``centres_labels`` name
-    each side's rays (None: class centres; see :func:`centres_name`).
-    """
-    figs = (_snapshot_figure(left, titles[0], class_names, regions[0], "compare-left", height, centres_labels[0]),
-            _snapshot_figure(right, titles[1], class_names, regions[1], "compare-right", height, centres_labels[1]))
-    for fig in figs:  # legends below: a longer legend on one side must not shrink its circle
-        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.5, "xanchor": "center"})
-    return figs
+    """:func:`compare_specs` as two plotly Figures."""
+    a, b = compare_specs(left, right, titles, class_names, regions, height, centres_labels)
+    return go.Figure(a), go.Figure(b)
 
 
 def compare_figure(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
