@@ -50,7 +50,9 @@ class LossParam:
 
     :data:`arcface_viz.params.LOSS_SPEC` turns each into a slider, a URL key and a CLI flag.  ``base`` is the
     value a loss that does not use the parameter has; ``ramp=True`` marks a margin that the warm-up scales
-    from ``base`` (no margin) to its value: v_eff = base + margin_scale·(v − base).
+    from ``base`` (no margin) to its value: v_eff = base + margin_scale·(v − base).  ``structural=True`` marks a
+    parameter that shapes the loss's tensors (the K of sub-centres): a running trainer cannot take a new value,
+    the lessons rebuild it (Reset).
     """
 
     name: str
@@ -64,6 +66,7 @@ class LossParam:
     format: str | None = None
     base: Any = None
     ramp: bool = False
+    structural: bool = False
 
     def cast(self, value: Any) -> Any:
         """The value as this parameter's Python type; tensors (per-model values) pass unchanged."""
@@ -329,13 +332,15 @@ class Margin(nn.Module):
         self.info, self.name = info, info.name
         values = {k: p.base for k, p in LOSS_PARAMS.items() if k not in info.state}
         values.update(info.paper)
-        values.update({k: v for k, v in params.items() if v is not None})
+        values.update({k: v for k, v in params.items() if v is not None and k not in info.state})
         for k, v in values.items():
             setattr(self, k, v)
         self.margin_scale = 1.0
         shape = (*batch_shape, 1, 1) if batch_shape else ()
         for k, v in info.state.items():
-            if callable(v):
+            if params.get(k) is not None:  # a parameter named like a state (AdaCos's s) sets its initial value
+                v = params[k]
+            elif callable(v):
                 if num_classes is None:
                     raise ValueError(f"the state {k!r} of {info.name!r} starts from the number of classes: "
                                      "give num_classes")
