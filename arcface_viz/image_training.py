@@ -41,7 +41,7 @@ from torch import nn
 from .device import pick_device
 from .losses import LOSSES, PARAM_NAMES, loss_defaults, make_loss
 from .models import SmallCNN
-from .params import LOSS_SPEC, Param, Spec, loss_params
+from .params import LIVE_LOSS_PARAMS, LOSS_SPEC, Param, Spec, loss_params
 from .training import Snapshot, Trainer, seeded
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ MNIST_SPEC = Spec((
 ))
 
 #: settings a running trainer takes between steps; any other change needs a Reset
-MNIST_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
+MNIST_LIVE = (*LIVE_LOSS_PARAMS, "lr", "warmup", "steps_per_frame")
 
 
 def image_config(values: Mapping[str, Any], loss: str | None = None, data_dir: str | None = None) -> dict[str, Any]:

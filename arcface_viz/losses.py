@@ -268,7 +268,7 @@ def _register_regularised(base: str | None, regs: tuple[str, ...], label: str | 
     register_loss(name, label=label or " + ".join([info.label] * bool(info.label) + [_REG_LABEL[r] for r in regs]),
                   summary=summary, head=info.head, margin=info.margin, params=params, paper=paper, low_dim=low_dim,
                   regularisers=regs, presets=info.presets, state=info.state, norms=info.norms, fused=info.fused,
-                  subcentres=info.subcentres)
+                  subcentres=info.subcentres, check=info.check)
 
 
 # The paper's own names: Intra-Loss (L5) and Inter-Loss (L6) are Norm-Softmax plus the term.
@@ -375,9 +375,10 @@ def magface_margin(b: MarginInput) -> MarginOut:
     target follows insightface's extension cos θ − m·sin m past π − m.  The clamp passes no gradient outside
     [l_a, u_a] (as torch.clamp in the official code), so g(a) pushes only norms inside.  The paper's convexity
     condition is λ_g ≥ s·u_a²·l_a²·(u_m − l_m)/((u_a − l_a)(u_a² − l_a²)); the official trainer prints it.
-    Sliders can set u_a ≤ l_a: the norm is then held at l_a with the margin l_m (finite, but no norm signal).
+    Building the loss requires 0 < l_a < u_a; a live change to u_a ≤ l_a holds the norm at l_a with the margin
+    l_m (finite, but no norm signal).
     """
-    p = b.p
+    p = b.p  # building the loss checks 0 < l_a < u_a; a trainer's later change is made safe here
     lo, hi = p.l_a, _maximum(p.u_a, p.l_a)
     raw = b.norms
     a = raw.clamp(lo, hi)
@@ -482,6 +483,26 @@ def elasticface_cos_margin(b: MarginInput) -> MarginOut:
     return MarginOut(b.cos_y - elastic_margins(b, b.p.m3), 1.0)
 
 
+def _holds(condition: Any) -> bool:
+    return bool(torch.as_tensor(condition).all())
+
+
+def _magface_check(p: Any) -> str | None:
+    if not _holds(p.l_a > 0):
+        return f"l_a must be > 0 (g(a) has 1/a), got {p.l_a}"
+    return None if _holds(p.u_a > p.l_a) else f"u_a must be above l_a, got l_a = {p.l_a}, u_a = {p.u_a}"
+
+
+def _adaface_check(p: Any) -> str | None:
+    if not _holds((p.t_alpha >= 0) & (p.t_alpha <= 1) if torch.is_tensor(p.t_alpha) else 0 <= p.t_alpha <= 1):
+        return f"t_alpha must be in [0, 1], got {p.t_alpha}"
+    return None if _holds(p.h >= 0) else f"h must be ≥ 0, got {p.h}"
+
+
+def _sigma_check(p: Any) -> str | None:
+    return None if _holds(p.sigma >= 0) else f"sigma must be ≥ 0, got {p.sigma}"
+
+
 _LOW = {"s": 16.0}
 register_loss("subcenter_arcface", **_COSINE, params=("s", "m2", "k", *_DETACH), subcentres="k",
               paper={"s": 64.0, "m2": 0.5, "k": 3, **_NO_DETACH}, low_dim={**_LOW, "m2": 0.2, "k": 3, **_NO_DETACH},
@@ -493,7 +514,7 @@ register_loss("adacos", margin=adacos_margin, state={"s": lambda c: math.sqrt(2.
               label="AdaCos", summary="No margin; the scale s adapts to the batch: s ← ln(B_avg)/cos(min(π/4, "
                                       "θ_med)), from √2·ln(C − 1) (Zhang et al. 2019).",
               presets={"AdaCos": {}})
-register_loss("magface", margin=magface_margin, norms="grad",
+register_loss("magface", margin=magface_margin, norms="grad", check=_magface_check,
               params=("s", "l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin", *_DETACH),
               paper={"s": 64.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0,
                      "easy_margin": True, **_NO_DETACH},
@@ -503,7 +524,8 @@ register_loss("magface", margin=magface_margin, norms="grad",
               summary="Margin m(a) grows with the feature norm a, plus λ_g·g(a) rewarding large norms: easy samples "
                       "get long features, hard ones short (Meng et al. 2021).",
               presets={"MagFace (MS1MV2)": {"l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0}})
-register_loss("adaface", margin=adaface_margin, norms="detached", state={"batch_mean": 20.0, "batch_std": 100.0},
+register_loss("adaface", margin=adaface_margin, norms="detached", check=_adaface_check,
+              state={"batch_mean": 20.0, "batch_std": 100.0},
               params=("s", "m2", "h", "t_alpha", *_DETACH),
               paper={"s": 64.0, "m2": 0.4, "h": 0.333, "t_alpha": 0.01, **_NO_DETACH},
               low_dim={**_LOW, "m2": 0.2, "h": 0.333, "t_alpha": 0.01, **_NO_DETACH},
@@ -517,14 +539,16 @@ register_loss("curricularface", margin=curricularface_margin, state={"t": 0.0}, 
               summary="ArcFace's target; hard negatives cos θ_j > cos(θ_y + m) become cos θ_j·(t + cos θ_j) with t "
                       "a running mean of cos θ_y: easy samples first, hard ones later (Huang et al. 2020).",
               presets={"CurricularFace": {"m2": 0.5}})
-register_loss("elasticface_arc", margin=elasticface_arc_margin, params=("s", "m2", "sigma", "plus", *_DETACH),
+register_loss("elasticface_arc", margin=elasticface_arc_margin, check=_sigma_check,
+              params=("s", "m2", "sigma", "plus", *_DETACH),
               paper={"s": 64.0, "m2": 0.5, "sigma": 0.05, "plus": False, **_NO_DETACH},
               low_dim={**_LOW, "m2": 0.2, "sigma": 0.05, "plus": False, **_NO_DETACH},
               label="ElasticFace-Arc",
               summary="ArcFace with each sample's margin drawn from N(m2, σ²) (Boutros et al. 2022).",
               presets={"ElasticFace-Arc": {"m2": 0.5, "sigma": 0.05, "plus": False},
                        "ElasticFace-Arc+": {"m2": 0.5, "sigma": 0.0175, "plus": True}})
-register_loss("elasticface_cos", margin=elasticface_cos_margin, params=("s", "m3", "sigma", "plus", *_DETACH),
+register_loss("elasticface_cos", margin=elasticface_cos_margin, check=_sigma_check,
+              params=("s", "m3", "sigma", "plus", *_DETACH),
               paper={"s": 64.0, "m3": 0.35, "sigma": 0.05, "plus": False, **_NO_DETACH},
               low_dim={**_LOW, "m3": 0.15, "sigma": 0.05, "plus": False, **_NO_DETACH},
               label="ElasticFace-Cos",

@@ -94,6 +94,7 @@ class LossInfo:
     norms: str | None = None  # the margin reads the feature norms: "detached" or "grad" (with their gradient)
     fused: bool = True  # the margin function returns its derivatives: train with the fused node
     subcentres: str | None = None  # the int parameter that gives K centres per class (cos θ_j = max over k)
+    check: Callable[[Any], str | None] | None = None  # the parameters' condition: a message when they cannot work
 
     @property
     def has_centres(self) -> bool:
@@ -121,12 +122,14 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
                   paper: Mapping[str, Any] | None = None, low_dim: Mapping[str, Any] | None = None,
                   regularisers: tuple[str, ...] = (), presets: Mapping[str, dict] | None = None,
                   state: Mapping[str, float | Callable[[int], float]] | None = None, norms: str | None = None,
-                  fused: bool = True,
-                  subcentres: str | None = None) -> LossInfo:
+                  fused: bool = True, subcentres: str | None = None,
+                  check: Callable[[Any], str | None] | None = None) -> LossInfo:
     """Add a loss to :data:`LOSSES`: the lessons, the CLI, ``make_loss`` and Partial FC pick it up from here.
 
     ``params`` are the parameters the loss uses (declared with :func:`declare_param`), ``paper`` and ``low_dim``
-    their defaults at paper scale and in the 2-D/3-D lessons.  See :class:`LossInfo` for the other fields.
+    their defaults at paper scale and in the 2-D/3-D lessons.  ``check(p)`` reads the parameters (``p.l_a``, …)
+    and returns a message when they cannot work (e.g. a norm bound ≤ 0): building the loss then raises ValueError
+    with it.  See :class:`LossInfo` for the other fields.
     """
     unknown = [p for p in params if p not in LOSS_PARAMS]
     if unknown:
@@ -144,7 +147,7 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
         raise ValueError(f"loss {name!r}: subcentres must name one of its int parameters")
     info = LossInfo(name=name, label=label, head=head, regularisers=tuple(regularisers), params=tuple(params),
                     paper=paper, low_dim=low_dim, summary=summary, presets=dict(presets or {}), margin=margin,
-                    state=dict(state or {}), norms=norms, fused=fused, subcentres=subcentres)
+                    state=dict(state or {}), norms=norms, fused=fused, subcentres=subcentres, check=check)
     LOSSES[name] = info
     return info
 
@@ -336,6 +339,11 @@ class Margin(nn.Module):
         for k, v in values.items():
             setattr(self, k, v)
         self.margin_scale = 1.0
+        if info.subcentres and not bool((torch.as_tensor(self.centres) >= 1).all()):
+            raise ValueError(f"{info.subcentres} (sub-centres per class) must be ≥ 1, got {self.centres}")
+        problem = info.check(self) if info.check else None
+        if problem:
+            raise ValueError(f"{info.label}: {problem}")
         shape = (*batch_shape, 1, 1) if batch_shape else ()
         for k, v in info.state.items():
             if params.get(k) is not None:  # a parameter named like a state (AdaCos's s) sets its initial value
@@ -357,6 +365,14 @@ class Margin(nn.Module):
     def centres(self) -> int:
         """K, the centres per class (1 unless the loss has sub-centres)."""
         return int(getattr(self, self.info.subcentres)) if self.info.subcentres else 1
+
+    def state_values(self) -> dict[str, float | list[float]]:
+        """The running state as plain numbers (one per model of a batched step): for logs and the live pages."""
+        out: dict[str, float | list[float]] = {}
+        for k in self.info.state:
+            v = self._buffers[k].detach().float().cpu()
+            out[k] = float(v) if v.numel() == 1 else v.flatten().tolist()
+        return out
 
     def effective_margins(self) -> tuple[Any, Any, Any]:
         """(m1, m2, m3) after the warm-up ramp: (1 + a(m1 − 1), a·m2, a·m3)."""

@@ -385,8 +385,10 @@ TOY_SPEC = Spec((
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
 ))
 
+#: the loss parameters a running trainer takes between steps: all but the structural ones (K sub-centres)
+LIVE_LOSS_PARAMS = tuple(p.name for p in LOSS_PARAMS.values() if not p.structural)
 #: settings a running toy trainer can take between steps; any other change needs a Reset
-TOY_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
+TOY_LIVE = (*LIVE_LOSS_PARAMS, "lr", "warmup", "steps_per_frame")
 
 
 def toy_dataset_defaults(name: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import pick_device
-from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defaults, make_loss
+from .losses import LOSS_PARAMS, LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defaults, make_loss
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .params import LOSS_SPEC
@@ -224,6 +224,10 @@ class Trainer:
         unknown = set(params) - set(PARAM_NAMES)
         if unknown:
             raise ValueError(f"unknown loss parameter(s) {sorted(unknown)}; known: {', '.join(PARAM_NAMES)}")
+        rebuild = [k for k, v in params.items() if LOSS_PARAMS[k].structural and v is not None
+                   and LOSS_SPEC[k].coerce(v) != getattr(self.loss_fn, k)]
+        if rebuild:
+            raise ValueError(f"{', '.join(rebuild)} shape(s) the loss's centres: build a new trainer to change it")
         self._pending.update({k: LOSS_SPEC[k].coerce(v) for k, v in params.items() if v is not None})
 
     def set_warmup(self, warmup_steps: int) -> None:

@@ -355,7 +355,13 @@ R = {p.name: (p.min, p.max) for p in LOSS_SPEC if p.kind in ("float", "int") and
 
 
 def _finite(name, params, theta, norm, dtype):
-    loss = make_loss(name, 3, 2, **{k: v for k, v in params.items() if k in LOSSES[name].params})
+    own = {k: v for k, v in params.items() if k in LOSSES[name].params}
+    try:
+        loss = make_loss(name, 3, 2, **own)
+    except ValueError:  # e.g. MagFace's u_a ≤ l_a: refused when built, but a live trainer may be given it
+        loss = make_loss(name, 3, 2)
+        for k, v in own.items():
+            setattr(loss, k, v)
     with torch.no_grad():
         loss.centre_matrix().copy_(F.normalize(torch.randn_like(loss.centre_matrix()), dim=1))
         if loss.info.subcentres:
@@ -401,6 +407,7 @@ def test_property_no_nan_or_inf(name, theta, norm, dtype, values, flags):
 
 @pytest.mark.parametrize("name", AFTER_ARCFACE)
 def test_defaults_and_presets(name):
+    make_loss(name, 3, 2, **loss_defaults(name, low_dim=True))
     info = LOSSES[name]
     assert loss_defaults(name, low_dim=True).get("s", 16.0) <= 32
     assert info.presets and all(set(p) <= set(info.params) for p in info.presets.values())
@@ -439,3 +446,13 @@ def test_batched_models_with_their_own_parameters(name):
         for key, v in one.state_dict().items():
             assert v.item() == pytest.approx(runs[0][3 + list(one.state_dict()).index(key)].flatten()[i].item(),
                                              rel=1e-5)
+
+
+def test_parameters_that_cannot_work_are_refused_with_a_message():
+    for name, params, words in (("magface", {"l_a": 0.0}, "l_a must be > 0"),
+                                ("magface", {"l_a": 20.0, "u_a": 10.0}, "u_a must be above l_a"),
+                                ("adaface", {"t_alpha": 1.5}, "t_alpha"), ("adaface", {"h": -1.0}, "h must be"),
+                                ("elasticface_cos", {"sigma": -0.1}, "sigma"),
+                                ("subcenter_arcface", {"k": 0}, "must be ≥ 1")):
+        with pytest.raises(ValueError, match=words):
+            make_loss(name, 3, 2, **params)

@@ -401,7 +401,9 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the loss's defaults for s, m1, m2, m3 and make data, verification and output paths absolute."""
+    """Fill the loss's defaults for s, m1, m2, m3 and make data, verification and output paths absolute.
+
+    A loss whose s is running state (AdaCos) keeps s null: it starts from the run's class count."""
     ref = make_loss(cfg.loss, 2, 2, **loss_kwargs(cfg))
     data = replace(cfg.data)
     if data.root:
@@ -411,7 +413,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
         data.num_classes = read_property(Path(data.root) / "property")[0]
     return replace(
-        cfg, s=ref.s, m1=ref.m1, m2=ref.m2, m3=ref.m3, data=data,
+        cfg, s=None if "s" in ref.info.state else float(ref.s), m1=ref.m1, m2=ref.m2, m3=ref.m3, data=data,
         val_targets=[str(resolve_val_target(t, data.root).resolve()) for t in cfg.val_targets],
         output=str(Path(cfg.output).expanduser().resolve()))
 
