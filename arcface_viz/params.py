@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSS_PARAMS, LOSSES, PARAM_NAMES
+from .losses import LOSS_PARAMS, LOSSES
 from .settings import FALSE_WORDS, TRUE_WORDS
 
 
