@@ -76,7 +76,8 @@ __all__ = [
     "MarginLoss", "SubcentreMarginLoss", "SubcentreCleaning", "AFTER_ARCFACE", "clean_subcentres", "adacos_margin",
     "adaface_margin", "curricularface_margin", "elastic_margins", "elasticface_arc_margin", "elasticface_cos_margin",
     "magface_margin", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
-    "a_softmax_target", "combined_margin", "declare_param", "extension_offset", "extension_threshold",
+    "a_softmax_target", "combined_margin", "combined_margins", "declare_param", "extension_offset",
+    "extension_threshold",
     "loss_defaults", "loss_margins", "make_loss", "make_margin", "margin_cross_entropy", "register_loss",
     "target_logit", "target_logit_slope", "triplet_term"
 ]
@@ -780,7 +781,29 @@ def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:
     return LOSSES[name].defaults(low_dim)
 
 
+def combined_margins(margin: Margin) -> tuple[Any, Any, Any] | None:
+    """(m1, m2, m3) after the warm-up ramp when ``margin``'s target is exactly the combined margin with plain
+    negatives and one centre per class (its margin function is :func:`combined_margin`): what the lessons' margin
+    rings draw.  None for every other loss (norm-aware, random, sub-centre or changed-negative margins)."""
+    info = margin.info
+    if info.margin is not combined_margin or info.subcentres:
+        return None
+    return margin.effective_margins()
+
+
+#: the combined margin (m1, m2, m3) that a loss whose margin moves per sample amounts to, from its settings
+_TYPICAL_MARGINS = {
+    "adaface": lambda v: (1.0, 0.0, float(v["m2"])),  # at the running mean norm (ẑ = 0): cos θ − m
+    "magface": lambda v: (1.0, float(v["l_m"]), 0.0),  # its smallest margin, at the norm l_a
+}
+
+
 def loss_margins(name: str, values: dict[str, Any]) -> tuple[float, float, float]:
-    """(m1, m2, m3) of a cosine-family loss from a dict of settings; margins the loss does not use are neutral."""
+    """(m1, m2, m3) of a cosine-family loss from a dict of settings; margins the loss does not use are neutral.
+
+    ElasticFace's are its mean margin, CurricularFace's its target's; AdaFace gives its margin at the mean
+    norm, cos θ − m2, and MagFace its smallest, cos(θ + l_m)."""
+    if name in _TYPICAL_MARGINS:
+        return _TYPICAL_MARGINS[name](values)
     used = LOSSES[name].params
     return tuple(float(values[k]) if k in used else d for k, d in (("m1", 1.0), ("m2", 0.0), ("m3", 0.0)))

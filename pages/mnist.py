@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from arcface_viz.claims import state_readout
 from arcface_viz.hosted import capped
 from arcface_viz.image_training import (
     DATASET_LABELS,
@@ -29,7 +30,7 @@ from arcface_viz.plots.images import (
 from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, tick
+from pages._live import get_or_build, live_buttons, norm_views, state_chart, tick
 from pages._ui import controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
@@ -160,7 +161,8 @@ def embeddings(i: int, trainer, snap, title: str) -> None:
     pred = trainer.sample_predictions(snap)
     hover = hover_texts(trainer, snap, pred)
     fig = embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=names, hover_text=hover,
-                           title=title, all_classes=True, uirevision=f"emb-{i}", height=500)
+                           title=title, all_classes=True, uirevision=f"emb-{i}", height=500,
+                           subcentres=snap.subcentres, dominant=snap.dominant)
     if snap.embeddings.shape[1] == 2:
         event = st.plotly_chart(attach_sample_ids(fig, snap.labels, len(names)), key=f"{PAGE}-emb-{i}",
                                 on_select="rerun", selection_mode=("points", "box", "lasso"))
@@ -205,13 +207,15 @@ def draw(run: LiveSession) -> None:
     for col, snap, title in zip(st.columns(len(snaps)), snaps, titles, strict=True):
         full = "—" if snap.epoch_test_acc is None else f"{100 * snap.epoch_test_acc:.2f}%"
         speed = "—" if snap.images_per_second is None else f"{snap.images_per_second:,.0f}"
+        state = state_readout(snap.state)
         col.markdown(f"**{title}** — step {snap.step:,} · epoch {snap.epoch:.2f} · loss {snap.loss:.3f} · "
                      f"test {100 * snap.test_acc:.1f}% on {len(snap.labels):,} drawn images · whole test set at "
-                     f"the last epoch end {full} · {speed} images/s")
+                     f"the last epoch end {full} · {speed} images/s" + (f" · {state}" if state else ""))
     cols = st.columns(len(snaps))
     for i, (col, trainer, snap, title) in enumerate(zip(cols, trainers, snaps, titles, strict=True)):
         with col:
             embeddings(i, trainer, snap, f"{title}: test images and class centres W_j")
+    norm_views(PAGE, run, titles, list(first.data.classes))
     # one run: two pictures side by side; compare mode: one column per run, pictures stacked
     cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
     slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]
@@ -221,6 +225,8 @@ def draw(run: LiveSession) -> None:
                           key=f"{PAGE}-curves-{i}")
         right.plotly_chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
                            key=f"{PAGE}-theta-{i}")
+        with left:
+            state_chart(PAGE, run, i, title)
     fresh = not run.running or len(first.data.y_test) <= SMALL_TEST
     cols = st.columns(2) if len(snaps) == 1 else st.columns(len(snaps))
     slots = [(cols[0], cols[1])] if len(snaps) == 1 else [(c, c) for c in cols]

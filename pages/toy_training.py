@@ -2,24 +2,24 @@
 
 import streamlit as st
 
-from arcface_viz.claims import gap_readout
+from arcface_viz.claims import gap_readout, noisy_readout, state_readout
 from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
-from arcface_viz.losses import LOSSES, loss_margins
+from arcface_viz.losses import LOSSES, combined_margins, loss_margins
 from arcface_viz.params import LIVE_KEYS, TOY_SPEC
 from arcface_viz.plots.sphere import (
     centres_name,
     compare_figures,
     curves_figure,
-    embedding_figure,
+    snapshot_figure,
     theta_histogram_figure,
     training_animation,
 )
 from arcface_viz.plots.style import standalone_html
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, tick
+from pages._live import get_or_build, live_buttons, norm_views, state_chart, tick
 from pages._ui import chart, controls, page_state, sync_url
 
 PAGE = "toy-training"
@@ -78,29 +78,35 @@ def draw(run: LiveSession) -> None:
     cols = st.columns(len(snaps))
     for col, snap, title in zip(cols, snaps, titles, strict=True):
         test = "—" if snap.test_acc is None else f"{100 * snap.test_acc:.1f}%"
+        state = state_readout(snap.state)
         col.markdown(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
-                     f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
-    regions = [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
-               if t.loss_fn.info.head == "cosine" and snap.embeddings.shape[1] == 2 else None
-               for t, snap in zip(run.trainers, snaps, strict=True)]
+                     f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°"
+                     + (f" · {state}" if state else ""))
+    margins = [combined_margins(t.loss_fn) for t in run.trainers]
+    regions = [dict(zip(("m1", "m2", "m3"), m, strict=True), mode="margin")
+               if m is not None and snap.embeddings.shape[1] == 2 else None
+               for m, snap in zip(margins, snaps, strict=True)]
     rays = [centres_name(t.loss_fn.info.head) for t in run.trainers]
     if len(snaps) == 2:
         figs = compare_figures(snaps[0], snaps[1], titles=tuple(titles), class_names=names, regions=tuple(regions),
                                centres_labels=tuple(rays))
     else:
         what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
-        figs = [embedding_figure(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
-                                 title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
-                                 centres_label=rays[0])]
+        figs = [snapshot_figure(snaps[0], class_names=names, title=f"{titles[0]}: embeddings and {what} W_j",
+                                regions=regions[0], centres_label=rays[0])]
     for col, fig, snap, i in zip(st.columns(len(figs)), figs, snaps, range(len(figs)), strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
             st.caption(gap_readout(snap), help=GAP_HELP)
+            if snap.subcentres is not None:
+                st.caption(noisy_readout(snap.noisy), unsafe_allow_html=True)
+    norm_views(PAGE, run, titles, names)
     for col, hist, title, i in zip(st.columns(len(snaps)), run.history, titles, range(len(snaps)), strict=True):
         with col:
             chart(theta_histogram_figure(hist, title=f"θ_yi over training (Fig. 4a) — {title}"),
                   key=f"{PAGE}-theta-{i}")
             chart(curves_figure(**run.curves(i)), key=f"{PAGE}-curves-{i}")
+            state_chart(PAGE, run, i, title)
 
 
 def export_animation(run: LiveSession) -> None:
@@ -110,7 +116,7 @@ def export_animation(run: LiveSession) -> None:
     for i, (trainer, hist) in enumerate(zip(run.trainers, run.history, strict=True)):
         name = trainer.loss_fn.name.replace("+", "_")
         loss_fn = trainer.loss_fn  # the animation applies each frame's warm-up scale itself
-        margins = (loss_fn.m1, loss_fn.m2, loss_fn.m3) if loss_fn.info.head == "cosine" else None
+        margins = (loss_fn.m1, loss_fn.m2, loss_fn.m3) if combined_margins(loss_fn) is not None else None
         fig = training_animation(hist, title=f"{LOSSES[trainer.loss_fn.name].label} on {values['dataset']}",
                                  margins=margins)
         st.download_button(f"Training animation: {LOSSES[trainer.loss_fn.name].label} (HTML)",

@@ -1,0 +1,83 @@
+"""AppTest runs of the lessons with each loss after ArcFace selected (issue 14): they train, draw their new
+pictures (norm as radius, every sub-centre, the flipped-label samples, the running state) and compare with any
+other loss."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import button, charts, open_page
+
+from arcface_viz.losses import AFTER_ARCFACE, LOSSES
+
+TOY = "pages/toy_training.py"
+
+
+def _names(fig) -> list[str]:
+    return [t.get("name") or "" for t in fig["data"]]
+
+
+def _text(at) -> str:
+    return "\n".join(m.value for m in [*at.markdown, *at.caption])
+
+
+@pytest.mark.parametrize("loss", AFTER_ARCFACE)
+def test_toy_lesson_trains_every_new_loss(loss):
+    at = open_page(TOY, {"loss": loss, "dataset": "blobs", "samples": "60"})
+    button(at, "Step").click().run()
+    assert not at.exception, at.exception
+    text = _text(at)
+    assert f"**{LOSSES[loss].label}** — step 20 " in text
+    figs = charts(at)
+    info = LOSSES[loss]
+    if info.norms is not None:  # MagFace, AdaFace: radius = ‖x‖
+        norm = [f for f in figs if "radius = ‖x‖" in str(f["layout"].get("title", ""))]
+        assert norm, "no norm-as-radius figure"
+        assert "mean ‖x‖" in text
+    if info.subcentres:  # every sub-centre drawn, the flipped-label samples of blobs marked
+        names = _names(figs[0])
+        assert "non-dominant sub-centres" in names and "flipped labels (training)" in names
+        assert "training samples with flipped labels" in text
+    if info.state:  # the state in the header and as a chart
+        assert any(f"{sym} = " in text for sym in ("μ", "t", "s"))
+        assert any("Running state" in str(f["layout"].get("title", "")) for f in figs)
+
+
+def test_toy_compare_mode_with_two_new_losses():
+    at = open_page(TOY, {"loss": "magface", "compare": "true", "loss_b": "subcenter_arcface", "samples": "60",
+                         "dataset": "blobs"})
+    button(at, "Step").click().run()
+    assert not at.exception
+    text = _text(at)
+    assert "**Sub-center ArcFace** — step 20 " in text and "**MagFace** — step 20 " in text
+    titles = [str(f["layout"].get("title", "")) for f in charts(at)]
+    assert sum("radius = ‖x‖" in t for t in titles) == 1  # only MagFace reads the norm
+
+
+def test_toy_bad_magface_bounds_give_a_message_not_a_traceback():
+    at = open_page(TOY, {"loss": "magface", "l_a": "20", "u_a": "10"})
+    assert not at.exception
+    assert any("u_a must be above l_a" in e.value for e in at.error)
+
+
+MNIST = "pages/mnist.py"
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCFACE_VIZ_DATA", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("loss", AFTER_ARCFACE)
+def test_mnist_lesson_trains_every_new_loss(empty_cache, loss):
+    at = open_page(MNIST, {"dataset": "digits", "loss": loss, "dim": "2", "steps_per_frame": "5"})
+    button(at, "Step").click().run()
+    assert not at.exception, at.exception
+    text = _text(at)
+    assert f"**{LOSSES[loss].label}** — step 5 " in text
+    figs = charts(at)
+    if LOSSES[loss].norms is not None:
+        assert any("radius = ‖x‖" in str(f["layout"].get("title", "")) for f in figs)
+    if LOSSES[loss].subcentres:
+        assert "non-dominant sub-centres" in _names(figs[0])
+    if LOSSES[loss].state:
+        assert any("Running state" in str(f["layout"].get("title", "")) for f in figs)
