@@ -289,15 +289,15 @@ _register_regularised("arcface", ("triplet",))
 for _param in (
     LossParam("k", "int", 3, "K sub-centres", "Sub-center ArcFace: centres per class; cos θ_j is the nearest one.",
               min=1, max=5, step=1, base=1, structural=True),
-    LossParam("l_a", "float", 1.0, "l_a (lowest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
+    LossParam("l_a", "float", 0.5, "l_a (lowest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
               min=0.5, max=100.0, step=0.5, format="%.1f", base=10.0),
-    LossParam("u_a", "float", 6.0, "u_a (highest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
+    LossParam("u_a", "float", 5.0, "u_a (highest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
               min=1.0, max=200.0, step=0.5, format="%.1f", base=110.0),
     LossParam("l_m", "float", 0.1, "l_m (margin at l_a)", "MagFace: the angular margin at the lowest norm l_a.",
               min=0.0, max=1.0, step=0.01, format="%.2f", base=0.45),
     LossParam("u_m", "float", 0.3, "u_m (margin at u_a)", "MagFace: the angular margin at the highest norm u_a.",
               min=0.0, max=1.0, step=0.01, format="%.2f", base=0.8),
-    LossParam("lambda_g", "float", 2.0, "λ_g (norm regulariser)",
+    LossParam("lambda_g", "float", 1.0, "λ_g (norm regulariser)",
               "MagFace: weight of g(a) = a/u_a² + 1/a, which rewards large norms.",
               min=0.0, max=100.0, step=0.5, format="%.1f", base=35.0),
     LossParam("h", "float", 0.333, "h (norm influence)", "AdaFace: how far the normalised feature norm moves "
@@ -519,7 +519,7 @@ register_loss("magface", margin=magface_margin, norms="grad", check=_magface_che
               params=("s", "l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin", *_DETACH),
               paper={"s": 64.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0,
                      "easy_margin": True, **_NO_DETACH},
-              low_dim={**_LOW, "l_a": 1.0, "u_a": 6.0, "l_m": 0.1, "u_m": 0.3, "lambda_g": 2.0, "easy_margin": True,
+              low_dim={**_LOW, "l_a": 0.5, "u_a": 5.0, "l_m": 0.1, "u_m": 0.3, "lambda_g": 1.0, "easy_margin": True,
                        **_NO_DETACH},
               label="MagFace",
               summary="Margin m(a) grows with the feature norm a, plus λ_g·g(a) rewarding large norms: easy samples "

@@ -48,8 +48,9 @@ def loss_rings(name: str, params: Mapping[str, Any], state: Mapping[str, Any]) -
 def norm_figure(snap: Any, rings: Mapping[str, float] | None = None, title: str | None = None,
                 class_names: Sequence[str] | None = None, uirevision: str = "norms", height: int = 520) -> go.Figure:
     """Each sample of ``snap`` in its direction at radius ‖x‖ (its feature norm), one trace per class, the class
-    centres as rays and ``rings`` (label -> norm) as dashed circles (2-D) or spheres' equators (3-D).  Hover
-    shows a sample's norm and θ_y."""
+    centres as rays and ``rings`` (label -> norm) as dashed circles (2-D) or spheres' equators (3-D).  The plot
+    reaches 1.1× the 95th percentile of the norms (or the largest ring): the few longer features are drawn on
+    that edge.  Hover shows a sample's norm and θ_y."""
     norms = np.asarray(snap.norms, dtype=np.float64)
     unit = _unit(np.asarray(snap.embeddings, dtype=np.float64))
     labels = np.asarray(snap.labels, dtype=np.int64)
@@ -59,9 +60,10 @@ def norm_figure(snap: Any, rings: Mapping[str, float] | None = None, title: str 
     ok = np.isfinite(norms) & np.isfinite(unit).all(axis=1)
     theta = own_angles_deg(unit, labels, centres)
     rings = {k: v for k, v in (rings or {}).items() if np.isfinite(v) and v > 0}
-    reach = float(np.percentile(norms[ok], 99)) if ok.any() else 1.0
-    top = 1.12 * max([reach, *rings.values(), 1e-6])
-    pts = unit * norms[:, None]
+    reach = float(np.percentile(norms[ok], 95)) if ok.any() else 1.0
+    edge = 1.1 * max([reach, *rings.values(), 1e-6])  # the few longest features are drawn on this edge
+    top = 1.08 * edge
+    pts = unit * np.minimum(norms, edge)[:, None]
     traces: list[dict[str, Any]] = []
     kind = "scatter" if dim == 2 else "scatter3d"
     for j in range(n):
@@ -88,6 +90,12 @@ def norm_figure(snap: Any, rings: Mapping[str, float] | None = None, title: str 
         rays["z"] = seg[2]
     traces.append(rays)
     phi = np.linspace(0.0, 2 * np.pi, 181)
+    if (norms[ok] > edge).any():
+        outer = dict(type=kind, x=edge * np.cos(phi), y=edge * np.sin(phi), mode="lines", hoverinfo="name",
+                     name=f"edge: ‖x‖ ≥ {edge:.3g} drawn on it", line=dict(color=NEUTRAL, width=1))
+        if dim == 3:
+            outer["z"] = np.zeros_like(phi)
+        traces.append(outer)
     for (label, r), colour in zip(rings.items(), RING_COLOURS * 3, strict=False):
         ring = dict(type=kind, x=r * np.cos(phi), y=r * np.sin(phi), mode="lines", name=label,
                     line=dict(color=colour, dash="dash", width=2), hoverinfo="name")
@@ -114,12 +122,17 @@ STATE_LABELS = {"batch_mean": "μ (running mean of ‖x‖)", "batch_std": "σ (
 
 def state_figure(steps: Sequence[int], values: Mapping[str, Sequence[float]], title: str | None = None,
                  height: int = 300) -> go.Figure:
-    """A loss's running state against the optimizer step, one line per quantity (its own y axis range)."""
+    """A loss's running state against the optimizer step, one line per quantity; a log axis when the values span
+    more than 50× (AdaFace's μ and σ start at 20 and 100)."""
     fig = go.Figure()
     for (name, ys), colour in zip(values.items(), RING_COLOURS * 2, strict=False):
         fig.add_trace(go.Scatter(x=np.asarray(steps), y=np.asarray(ys, dtype=float), mode="lines+markers",
                                  name=STATE_LABELS.get(name, name), line=dict(color=colour, width=2.5),
                                  marker=dict(size=5)))
+    every = np.concatenate([np.asarray(v, dtype=float) for v in values.values()]) if values else np.ones(1)
+    every = every[np.isfinite(every)]
+    log = every.size > 0 and every.min() > 0 and every.max() / every.min() > 50  # μ, σ fall from 20 and 100
+    fig.update_yaxes(type="log" if log else "linear")
     fig.update_layout(title=dict(text=title or "The loss's running state", x=0.5, xanchor="center"),
                       height=height, margin=dict(l=50, r=10, t=45, b=40), font=dict(size=14),
                       xaxis=dict(title=dict(text="step")), uirevision="state",
