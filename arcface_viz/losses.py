@@ -74,12 +74,11 @@ from .margin import (
 __all__ = [
     "LOSSES", "LOSS_PARAMS", "PARAM_NAMES", "LossInfo", "LossParam", "Margin", "MarginInput", "MarginOut",
     "MarginLoss", "SubcentreMarginLoss", "SubcentreCleaning", "AFTER_ARCFACE", "clean_subcentres", "adacos_margin",
-    "adaface_margin", "curricularface_margin", "elastic_margins", "elasticface_arc_margin", "elasticface_cos_margin",
-    "magface_margin", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
-    "a_softmax_target", "combined_margin", "combined_margins", "declare_param", "extension_offset",
-    "extension_threshold",
-    "loss_defaults", "loss_margins", "make_loss", "make_margin", "margin_cross_entropy", "register_loss",
-    "target_logit", "target_logit_slope", "triplet_term"
+    "adaface_margin", "curricularface_margin", "elastic_margins", "elasticface_arc_margin",
+    "elasticface_cos_margin", "magface_margin", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
+    "a_softmax_target", "combined_margin", "combined_margins", "curricular_negative", "declare_param",
+    "extension_offset", "extension_threshold", "loss_defaults", "loss_margins", "loss_target_curve", "make_loss",
+    "make_margin", "margin_cross_entropy", "register_loss", "target_logit", "target_logit_slope", "triplet_term"
 ]
 
 _EPS = EPS
@@ -426,6 +425,11 @@ def adaface_margin(b: MarginInput) -> MarginOut:
     return out
 
 
+def curricular_negative(cos: Any, t: Any) -> Any:
+    """CurricularFace's logit of a hard negative, cos θ_j·(t + cos θ_j) (numpy or torch)."""
+    return cos * (t + cos)
+
+
 def curricularface_margin(b: MarginInput) -> MarginOut:
     """CurricularFace (Huang et al. 2020, official HuangYG123/CurricularFace ``head/metrics.py``).
 
@@ -443,7 +447,7 @@ def curricularface_margin(b: MarginInput) -> MarginOut:
     out = _arc(b, m)
     cos = b.cos
     hard = cos > torch.cos(b.theta_y + m)
-    out.others = torch.where(hard, cos * (t + cos), cos)
+    out.others = torch.where(hard, curricular_negative(cos, t), cos)
     if b.analytic:
         out.others_slope = torch.where(hard, t + 2.0 * cos, torch.ones_like(cos))
     return out
@@ -774,6 +778,32 @@ def make_margin(name: str, *, num_classes: int | None = None, batch_shape: tuple
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     return Margin(LOSSES[name], num_classes=num_classes, batch_shape=batch_shape, **params)
+
+
+def loss_target_curve(name: str, theta: Any, params: dict[str, Any] | None = None, *, norm: float | None = None,
+                      state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(f(θ), df/dθ) of loss ``name``'s target logit before the scale, from its own margin function: the curve the
+    loss trains with, for the lessons' figures.  ``params`` override the paper's defaults (ElasticFace draws no
+    margin here: σ is taken as 0, pass m2/m3 for the mean or a band's edge); ``norm`` is the feature norm a of a
+    norm-aware loss; ``state`` sets running state (AdaFace's batch_mean, batch_std).  θ in radians (numpy)."""
+    params = dict(params or {})
+    if "sigma" in LOSSES[name].params:
+        params["sigma"] = 0.0
+    margin = make_margin(name, num_classes=3, **params).eval()
+    for key, value in (state or {}).items():
+        getattr(margin, key).fill_(float(value))
+    with torch.enable_grad():
+        th = torch.as_tensor(np.asarray(theta, dtype=np.float32)).reshape(-1).requires_grad_(True)
+        cos = torch.cos(th).unsqueeze(-1)
+        norms = None
+        if margin.info.norms is not None:
+            if norm is None:
+                raise ValueError(f"{name} reads the feature norm: give norm=")
+            norms = torch.full_like(cos, float(norm))
+        target = margin.target_output(cos, norms).target.reshape(-1)
+        (slope,) = torch.autograd.grad(target.sum(), th)
+    shape = np.shape(theta)
+    return target.detach().numpy().reshape(shape), slope.numpy().reshape(shape)
 
 
 def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:

@@ -429,6 +429,12 @@ class Margin(nn.Module):
         scale = out.scale if out.scale is not None else b.p.s
         return assemble_logits(cos, b.cols, out, scale, b._owned), out.extra
 
+    def target_output(self, cos_y: torch.Tensor, norms: torch.Tensor | None = None) -> MarginOut:
+        """The margin function's output for target cosines (…, N, 1) alone (one column), with autograd and without
+        updating the state: the lessons' target-logit curves f(θ) at a given feature norm."""
+        cols = torch.zeros_like(cos_y, dtype=torch.long)
+        return self._run(cos_y, cos_y, cols, None, norms, None, update=False, analytic=False)[1]
+
     def margin_derivatives(self, cos: torch.Tensor, cols: torch.Tensor, norms: torch.Tensor | None,
                            update: bool) -> tuple[MarginOut, Any]:
         """(MarginOut with its derivatives, scale) for the fused node, from cosines (…, B, C) and columns (…, B, 1).

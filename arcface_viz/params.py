@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSS_PARAMS, LOSSES
+from .losses import AFTER_ARCFACE, LOSS_PARAMS, LOSSES
 from .settings import FALSE_WORDS, TRUE_WORDS
 
 
@@ -329,6 +329,15 @@ CURVES_SPEC = Spec((
     *(LOSS_SPEC.subset(("s",)).with_defaults(s=64.0)),
     Param("classes", "choice", 10575, "number of classes n", "Classes in the softmax denominator.",
           choices=CLASS_COUNTS),
+    Param("after", "multi", (), "Losses after ArcFace", "Each with its paper's preset, from its own margin "
+          "function.", choices=AFTER_ARCFACE, labels={k: LOSSES[k].label for k in AFTER_ARCFACE}),
+    Param("mag_norm", "float", 60.0, "MagFace: feature norm ‖x‖", "MagFace's margin grows with the norm, from "
+          "0.45 at ‖x‖ ≤ 10 to 0.8 at ‖x‖ ≥ 110.", min=0.0, max=150.0, step=1.0, format="%.0f"),
+    Param("ada_units", "float", 1.0, "AdaFace: norm (‖x‖ − μ)/σ", "The feature norm in batch standard deviations "
+          "from the running mean: high norms (good images) get an angular margin, low ones a smaller, additive one.",
+          min=-3.0, max=3.0, step=0.1, format="%.1f"),
+    Param("detached", "bool", True, "Also the detached gradient",
+          "Draw dL/dθ with the margin computed without gradient (insightface since 2022) too, dotted."),
 ))
 
 FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined")
