@@ -23,6 +23,7 @@ from .losses import (
     a_softmax_target,
     extension_threshold,
     loss_target_curve,
+    pair_logits,
     target_logit,
     target_logit_slope,
 )
@@ -115,6 +116,14 @@ class Fig4bCurve:
         f, df = loss_target_curve(self.loss, theta, dict(self.params), norm=self.norm, state=dict(self.state))
         return f.astype(float), df.astype(float)
 
+    def pair(self, theta_own, theta_other) -> tuple[np.ndarray, np.ndarray]:
+        """Two classes: the target logit f(θ_own) and the other class's logit at θ_other, before the scale
+        (cos θ_other, except for a loss that changes its negatives, as CurricularFace)."""
+        if self.kind == "loss":
+            return pair_logits(self.loss, theta_own, theta_other, dict(self.params), norm=self.norm,
+                               state=dict(self.state))
+        return self.evaluate(theta_own, monotonic=True), np.cos(np.asarray(theta_other, dtype=float))
+
     def evaluate(self, theta, monotonic: bool = False, easy_margin: bool = False) -> np.ndarray:
         """The target logit at θ (radians): the raw formula, or with ``monotonic`` the training curve (a loss
         curve is always its training curve)."""
@@ -205,11 +214,11 @@ def adaface_norm(units: float) -> float:
     return ADAFACE_STATE["batch_mean"] + 10.0 * units
 
 
-def after_arcface_curve(name: str, *, mag_norm: float = 60.0, ada_units: float = 1.0,
+def after_arcface_curve(name: str, *, mag_norm: float = 60.0, ada_units: float = 1.0, t: float = 0.5,
                         params: Mapping[str, Any] | None = None, key: str | None = None) -> Fig4bCurve:
     """The target-logit curve of a loss after ArcFace with its paper's defaults (``params`` on top): MagFace at
-    feature norm ``mag_norm``, AdaFace at ``ada_units`` batch-stds from the mean norm, ElasticFace at its mean
-    margin with a band of ± 2σ."""
+    feature norm ``mag_norm``, AdaFace at ``ada_units`` batch-stds from the mean norm, CurricularFace with running
+    t = ``t`` (for its negatives in Fig. 5), ElasticFace at its mean margin with a band of ± 2σ."""
     p = {**LOSSES[name].paper, **(params or {})}
     p.pop("detach_margin", None)
     kw: dict[str, Any] = {}
@@ -227,7 +236,7 @@ def after_arcface_curve(name: str, *, mag_norm: float = 60.0, ada_units: float =
         label = f"AdaFace at ‖x‖ = μ {sign} {abs(ada_units):g}σ (m = {p['m2']:g}, h = {p['h']:g})"
         kw = {"norm": adaface_norm(ada_units), "state": dict(ADAFACE_STATE)}
     elif name == "curricularface":
-        label = f"CurricularFace (m = {p['m2']:g}): ArcFace's target"
+        label, kw = f"CurricularFace (m = {p['m2']:g}): ArcFace's target", {"state": {"t": float(t)}}
     elif name in ("elasticface_arc", "elasticface_cos"):
         m = "m2" if name == "elasticface_arc" else "m3"
         width = ELASTIC_BAND * p["sigma"]
@@ -358,15 +367,26 @@ def boundary_theta2(theta1, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -
     return np.arccos(np.clip(f(np.asarray(theta1, dtype=float)), -1.0, 1.0))
 
 
-def decide(theta1, theta2, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
-    """Fig. 5's two-class rule: class k wins iff f(θ_k) > cos θ_other.
+def _wins(theta_own, theta_other, m1: float, m2: float, m3: float, curve: Fig4bCurve | None) -> np.ndarray:
+    """Does a sample θ_own from its centre and θ_other from the other's win its class?  f(θ_own) > cos θ_other for
+    a margin (m1, m2, m3); for a loss curve, its own two logits (:meth:`Fig4bCurve.pair`)."""
+    if curve is not None and curve.kind == "loss":
+        own, other = curve.pair(theta_own, theta_other)
+        return own > other
+    f = _train_curve(*(curve.margins if curve is not None else (m1, m2, m3)))
+    return f(np.asarray(theta_own, dtype=float)) > np.cos(theta_other)
+
+
+def decide(theta1, theta2, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *,
+           curve: Fig4bCurve | None = None) -> np.ndarray:
+    """Fig. 5's two-class rule: class k wins iff f(θ_k) > cos θ_other (for a loss ``curve``: iff its target logit
+    beats the other class's logit as the loss computes both, e.g. CurricularFace's changed negatives).
 
     Returns CLASS1, CLASS2, NEITHER (the margin) or BOTH (only when the margin is negative, e.g. m1 < 1).
     """
-    f = _train_curve(m1, m2, m3)
     t1, t2 = np.broadcast_arrays(np.asarray(theta1, dtype=float), np.asarray(theta2, dtype=float))
-    win1 = f(t1) > np.cos(t2)
-    win2 = f(t2) > np.cos(t1)
+    win1 = _wins(t1, t2, m1, m2, m3, curve)
+    win2 = _wins(t2, t1, m1, m2, m3, curve)
     return np.where(win1 & win2, BOTH, np.where(win1, CLASS1, np.where(win2, CLASS2, NEITHER)))
 
 
@@ -375,16 +395,34 @@ def _check_phi(phi: np.ndarray) -> None:
         raise ValueError("the angle φ between W1 and W2 must lie in [0, π]")
 
 
-def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iterations: int = 80) -> np.ndarray:
+def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iterations: int = 80, *,
+                    curve: Fig4bCurve | None = None, grid: int = 1441) -> np.ndarray:
     """t* ∈ [0, φ] where class 1's region ends on the arc from W1 (angle 0) to W2 (angle φ).
 
     Solves f(t) = cos(φ − t) by vectorised bisection (the left side decreases, the right increases, so
-    the crossing is unique); t* = 0 when class 1 wins nowhere on the arc, i.e. f(0) ≤ cos φ.
+    the crossing is unique); t* = 0 when class 1 wins nowhere on the arc, i.e. f(0) ≤ cos φ.  For a loss
+    ``curve`` (whose curve may jump, as MagFace's easy margin): the end of the first run of wins over ``grid``
+    points of [0, φ], refined by bisection within its grid cell.
     """
-    f = _train_curve(m1, m2, m3)
     phi = np.asarray(phi, dtype=float)
     _check_phi(phi)
     phi = np.minimum(phi, math.pi)
+    if curve is not None and curve.kind == "loss":
+        t = phi[..., None] * np.linspace(0.0, 1.0, grid)
+        win = _wins(t, phi[..., None] - t, m1, m2, m3, curve)
+        whole = win.all(axis=-1)
+        first_loss = np.where(whole, grid - 1, np.argmin(win, axis=-1))
+        lo = np.take_along_axis(t, np.maximum(first_loss - 1, 0)[..., None], axis=-1)[..., 0]
+        hi = np.take_along_axis(t, first_loss[..., None], axis=-1)[..., 0]
+        for _ in range(30):  # bisection inside the grid cell where the first run of wins ends
+            mid = 0.5 * (lo + hi)
+            above = _wins(mid, phi - mid, m1, m2, m3, curve)
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        end = np.where(whole, phi, 0.5 * (lo + hi))
+        return np.where(win[..., 0], end, 0.0)
+    if curve is not None:
+        m1, m2, m3 = curve.margins
+    f = _train_curve(m1, m2, m3)
     lo, hi = np.zeros_like(phi), phi.copy()
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
@@ -394,7 +432,8 @@ def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iter
     return np.where(f(np.zeros_like(phi)) > np.cos(phi), t, 0.0)
 
 
-def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
+def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *,
+                 curve: Fig4bCurve | None = None) -> np.ndarray:
     """Angular width of the grey band on the arc between W1 and W2 at angle φ apart (Fig. 5): φ − 2t*.
 
     = φ when the margin swallows the whole arc (φ ≤ :func:`swallow_angle`); negative when the classes
@@ -402,14 +441,30 @@ def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.n
     CosFace and SphereFace: it changes with φ.
     """
     phi = np.asarray(phi, dtype=float)
-    return phi - 2.0 * margin_crossing(phi, m1, m2, m3)
+    return phi - 2.0 * margin_crossing(phi, m1, m2, m3, curve=curve)  # the two-class rule is symmetric
 
 
-def swallow_angle(m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> float:
+def swallow_angle(m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *, curve: Fig4bCurve | None = None,
+                  grid: int = 3601) -> float:
     """φ_c = arccos(f(0)) = arccos(cos m2 − m3): for φ ≤ φ_c neither class wins anywhere on the arc.
 
-    ArcFace: φ_c = m2; CosFace: arccos(1 − m3); SphereFace and Norm-Softmax: 0.
+    ArcFace: φ_c = m2; CosFace: arccos(1 − m3); SphereFace and Norm-Softmax: 0.  For a loss ``curve``: the
+    largest φ at which a sample on W1 itself does not win (π if it never does), on a grid of [0, π] refined by
+    bisection.
     """
+    if curve is not None and curve.kind == "loss":
+        phi = np.linspace(0.0, math.pi, grid)
+        win = _wins(np.zeros_like(phi), phi, 1.0, 0.0, 0.0, curve)
+        lost = np.flatnonzero(~win)
+        if not lost.size or lost[-1] == grid - 1:
+            return 0.0 if not lost.size else math.pi
+        lo, hi = float(phi[lost[-1]]), float(phi[lost[-1] + 1])
+        for _ in range(30):  # refine within the grid cell
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if bool(_wins(np.zeros(()), np.array(mid), 1.0, 0.0, 0.0, curve)) else (mid, hi)
+        return 0.5 * (lo + hi)
+    if curve is not None:
+        m1, m2, m3 = curve.margins
     return float(np.arccos(np.clip(_train_curve(m1, m2, m3)(np.zeros(())), -1.0, 1.0)))
 
 
@@ -435,7 +490,7 @@ class WidthRange:
 
 
 def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0,
-                n: int = 361, tol: float = 1e-7) -> WidthRange:
+                n: int = 361, tol: float = 1e-7, *, curve: Fig4bCurve | None = None) -> WidthRange:
     """Is the margin width constant over φ ∈ [phi_lo, phi_hi] (radians)?  Min/max over φ > φ_c.
 
     φ at or below :func:`swallow_angle` (where the width is just φ) is left out of min/max; if the whole
@@ -443,9 +498,11 @@ def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, 
     """
     if not (0.0 <= phi_lo <= phi_hi <= math.pi):
         raise ValueError("need 0 ≤ phi_lo ≤ phi_hi ≤ π")
-    sw = swallow_angle(m1, m2, m3)
+    loss = curve is not None and curve.kind == "loss"
+    sw = swallow_angle(m1, m2, m3, curve=curve)
     phi = np.linspace(phi_lo, phi_hi, n)
-    width = margin_width(phi, m1, m2, m3)
+    width = margin_width(phi, m1, m2, m3, curve=curve)
+    tol = max(tol, 1e-4) if loss else tol  # a loss curve's logits are float32
     open_arc = phi > sw + tol
     w = width[open_arc] if open_arc.any() else width
     lo, hi = float(w.min()), float(w.max())
@@ -453,7 +510,7 @@ def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, 
 
 
 def circle_regions(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, n: int = 721,
-                   alpha=None) -> tuple[np.ndarray, np.ndarray]:
+                   alpha=None, *, curve: Fig4bCurve | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Directions α on the unit circle (W1 at angle 0, W2 at φ) and their labels under :func:`decide`.
 
     θ1, θ2 are the angular distances from α to W1 and W2 (in [0, π]).  Default α: n points over
@@ -463,7 +520,7 @@ def circle_regions(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
     alpha = np.linspace(0.0, 2 * math.pi, n) if alpha is None else np.asarray(alpha, dtype=float)
     theta1 = angular_distance(alpha, 0.0)
     theta2 = angular_distance(alpha, phi)
-    return alpha, decide(theta1, theta2, m1, m2, m3)
+    return alpha, decide(theta1, theta2, m1, m2, m3, curve=curve)
 
 
 def angular_distance(a, b) -> np.ndarray:

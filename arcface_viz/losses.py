@@ -78,7 +78,8 @@ __all__ = [
     "elasticface_cos_margin", "magface_margin", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
     "a_softmax_target", "combined_margin", "combined_margins", "curricular_negative", "declare_param",
     "extension_offset", "extension_threshold", "loss_defaults", "loss_margins", "loss_target_curve", "make_loss",
-    "make_margin", "margin_cross_entropy", "register_loss", "target_logit", "target_logit_slope", "triplet_term"
+    "pair_logits", "make_margin", "margin_cross_entropy", "register_loss", "target_logit", "target_logit_slope",
+    "triplet_term"
 ]
 
 _EPS = EPS
@@ -804,6 +805,26 @@ def loss_target_curve(name: str, theta: Any, params: dict[str, Any] | None = Non
         (slope,) = torch.autograd.grad(target.sum(), th)
     shape = np.shape(theta)
     return target.detach().numpy().reshape(shape), slope.numpy().reshape(shape)
+
+
+@torch.no_grad()
+def pair_logits(name: str, theta_own: Any, theta_other: Any, params: dict[str, Any] | None = None, *,
+                norm: float | None = None, state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes (Fig. 5): for a sample θ_own from its class's centre and θ_other from the other's, the two
+    logits before the scale as loss ``name`` computes them (target f, and the other class's logit, which
+    CurricularFace changes), from its own margin function; arrays broadcast.  Arguments as
+    :func:`loss_target_curve` (ElasticFace at its mean margin)."""
+    params = dict(params or {})
+    if "sigma" in LOSSES[name].params:
+        params["sigma"] = 0.0
+    margin = make_margin(name, num_classes=3, **params).eval()
+    for key, value in (state or {}).items():
+        getattr(margin, key).fill_(float(value))
+    own, other = np.broadcast_arrays(np.asarray(theta_own, dtype=np.float32), np.asarray(theta_other, np.float32))
+    cos = torch.cos(torch.as_tensor(np.stack([own.reshape(-1), other.reshape(-1)], axis=-1)))
+    norms = None if margin.info.norms is None else torch.full((len(cos), 1), float(norm if norm is not None else 1))
+    logits = margin.unscaled_logits(cos, torch.zeros(len(cos), dtype=torch.long), norms).numpy()
+    return logits[:, 0].reshape(own.shape).astype(float), logits[:, 1].reshape(own.shape).astype(float)
 
 
 def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:

@@ -429,6 +429,14 @@ class Margin(nn.Module):
         scale = out.scale if out.scale is not None else b.p.s
         return assemble_logits(cos, b.cols, out, scale, b._owned), out.extra
 
+    def unscaled_logits(self, cos: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """The logits before the scale s for cosines (…, B, C) and labels, without updating the state (the target
+        logit f and, for a loss that changes them, the other classes' logits): the lessons' decision regions."""
+        cols = _columns(labels, cos)
+        b, out = self._run(cos, cos.gather(-1, cols), cols, None, norms, None, update=False, analytic=False)
+        return assemble_logits(cos, b.cols, out, 1.0)
+
     def target_output(self, cos_y: torch.Tensor, norms: torch.Tensor | None = None) -> MarginOut:
         """The margin function's output for target cosines (…, N, 1) alone (one column), with autograd and without
         updating the state: the lessons' target-logit curves f(θ) at a given feature norm."""

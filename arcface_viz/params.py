@@ -340,11 +340,14 @@ CURVES_SPEC = Spec((
           "Draw dL/dθ with the margin computed without gradient (insightface since 2022) too, dotted."),
 ))
 
-FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined")
+FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined", *AFTER_ARCFACE)
 MARGINS_SPEC = Spec((
     Param("loss", "choice", "arcface", "Loss", "Which loss's two-class decision margin to draw (Fig. 5).",
           choices=FIG5_LOSSES, labels={k: LOSSES[k].label for k in FIG5_LOSSES}),
     *LOSS_SPEC.subset(("m1", "m2", "m3")).with_defaults(m1=1.0, m2=0.5, m3=0.0),
+    *CURVES_SPEC.subset(("mag_norm", "ada_units")),
+    Param("curr_t", "float", 0.5, "CurricularFace: t", "The running mean of cos θ_y that scales hard negatives: "
+          "near 0 early in training, towards 1 later.", min=0.0, max=1.0, step=0.05, format="%.2f"),
     Param("phi", "float", 90.0, "angle between W1 and W2 (°)", "The angle φ between the two class centres.",
           min=5.0, max=180.0, step=1.0, format="%.0f°"),
     Param("bias", "float", 0.0, "b1 − b2 (Softmax)", "Softmax's bias difference shifts its boundary line.",

@@ -133,3 +133,77 @@ def test_cli_curves_accepts_the_new_names():
     assert ela["band"]["low"][0] == pytest.approx(math.cos(math.radians(20)) - 0.25, abs=1e-5)
     bad = run_cli("--after", "magfase")
     assert bad.returncode == 2 and "magfase" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- decision margins (Fig. 5) for the losses after ArcFace ----------------------------------------------
+
+from arcface_viz.geometry import (  # noqa: E402
+    CLASS1,
+    CLASS2,
+    NEITHER,
+    decide,
+    margin_crossing,
+    margin_width,
+    swallow_angle,
+    width_range,
+)
+
+PHI = np.radians([20.0, 45.0, 90.0, 135.0, 180.0])
+
+
+@pytest.mark.parametrize("name", ["subcenter_arcface", "elasticface_arc", "curricularface"])
+def test_arc_targets_give_arcfaces_margin_where_the_negatives_are_plain(name):
+    """Sub-center ArcFace and ElasticFace (at its mean margin) have ArcFace's two-class margin; CurricularFace has
+    ArcFace's target but scales its hard negatives down (t = 0.5 < 1 − cos θ_j): a margin never wider."""
+    c = after_arcface_curve(name)
+    w = margin_width(PHI, curve=c)
+    if name == "curricularface":
+        assert (w <= margin_width(PHI, 1, 0.5, 0) + 1e-4).all()  # scaled hard negatives: a smaller margin
+        return
+    np.testing.assert_allclose(np.degrees(w), np.degrees(margin_width(PHI, 1, 0.5, 0)), atol=0.1)
+    assert math.degrees(swallow_angle(curve=c)) == pytest.approx(math.degrees(0.5), abs=0.1)
+
+
+def test_loss_decide_is_the_pairwise_rule():
+    """decide() with a loss curve: class k wins iff its logit beats the other's, both from the loss (here
+    CurricularFace's hard negative c·(t + c), written out)."""
+    t, m = 0.3, 0.5
+    c = after_arcface_curve("curricularface", t=t)
+    g = np.radians(np.linspace(1.0, 179.0, 60))
+    t1, t2 = np.meshgrid(g, g)
+
+    def wins(own, other):
+        f = arc(own, m)
+        co = np.cos(other)
+        neg = np.where(co > np.cos(own + m), co * (t + co), co)
+        return f > neg
+
+    w1, w2 = wins(t1, t2), wins(t2, t1)
+    want = np.where(w1 & w2, 3, np.where(w1, CLASS1, np.where(w2, CLASS2, NEITHER)))
+    got = decide(t1, t2, curve=c)
+    assert (got == want).mean() > 0.999  # float32 ties on the boundary
+    crossing = margin_crossing(np.radians(90.0), curve=c)
+    on_arc = np.linspace(0, math.pi / 2, 2001)
+    first_loss = on_arc[np.argmin(wins(on_arc, math.pi / 2 - on_arc))]
+    assert float(crossing) == pytest.approx(first_loss, abs=1e-3)
+
+
+def test_magface_width_follows_the_norm_and_adacos_has_none():
+    small = width_range(0.0, math.pi, curve=after_arcface_curve("magface", mag_norm=10.0))
+    large = width_range(0.0, math.pi, curve=after_arcface_curve("magface", mag_norm=110.0))
+    assert math.degrees(small.min) == pytest.approx(math.degrees(0.45), abs=0.1)
+    assert math.degrees(large.min) == pytest.approx(math.degrees(0.8), abs=0.1)
+    none = width_range(0.0, math.pi, curve=after_arcface_curve("adacos"))
+    assert abs(math.degrees(none.max)) < 0.2
+
+
+@pytest.mark.parametrize("loss", AFTER_ARCFACE)
+def test_decision_margins_page_with_every_new_loss(loss):
+    at = open_page("pages/decision_margins.py", {"loss": loss, "phi": "90"})
+    assert not at.exception
+    figs = charts(at)
+    assert any(t.get("type") == "heatmap" for t in figs[0]["data"])  # the (θ1, θ2) plane as a raster
+    assert any(m.label.startswith("margin width at φ") for m in at.metric)
+    widths = figs[-1]
+    assert any(t.get("name", "").startswith(after_arcface_curve(loss).label.split(" (")[0].split(":")[0])
+               for t in widths["data"])
