@@ -467,9 +467,10 @@ class Trainer:
 
     def report(self, train: tuple[np.ndarray, np.ndarray],
                test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss and its
-        parameters, steps, training seconds, device and config, and the Table-3 angles of the given
-        embeddings (stats.angle_statistics with this run's W_j; none for the triplet loss): W-EC, W-Inter,
+        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss, its
+        parameters and running state (AdaFace's μ and σ, CurricularFace's t, AdaCos's s), steps, training
+        seconds, device and config, and the Table-3 angles of the given embeddings (stats.angle_statistics with
+        this run's W_j; none for the triplet loss): W-EC, W-Inter,
         Intra = Intra1, Inter = Inter1 (``train``), Intra2, Inter2 (``test``), in degrees."""
         from .device import describe
 
@@ -479,7 +480,8 @@ class Trainer:
         cfg = self.config
         return {
             "dataset": cfg.dataset, "dim": cfg.dim, "loss": self.loss_fn.name, "loss_label": info.label,
-            "loss_params": cfg.resolved_loss_params(), "steps": self.step, "seconds": self.seconds,
+            "loss_params": cfg.resolved_loss_params(), "loss_state": self.loss_fn.state_values(),
+            "steps": self.step, "seconds": self.seconds,
             "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"],
             "Inter": angles["Inter1"], **{k: angles[k] for k in ("Intra1", "Inter1", "Intra2", "Inter2")},
             "device": describe(self.device), "num_threads": self.num_threads or torch.get_num_threads(),

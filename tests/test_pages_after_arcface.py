@@ -81,3 +81,15 @@ def test_mnist_lesson_trains_every_new_loss(empty_cache, loss):
         assert "non-dominant sub-centres" in _names(figs[0])
     if LOSSES[loss].state:
         assert any("Running state" in str(f["layout"].get("title", "")) for f in figs)
+
+
+def test_table3_page_trains_extra_columns():
+    at = open_page("pages/table3.py", {"dataset": "fig3", "budget": "0.5", "dim": "2", "extra": "magface,adaface"})
+    button(at, "Train the five models and 2 more").click().run()
+    assert not at.exception, at.exception
+    ours, paper, _ = (d.value for d in at.dataframe)
+    assert list(ours.columns) == ["NS", "ArcFace", "IntraL", "InterL", "TripletL", "MagFace", "AdaFace"]
+    assert list(paper.columns) == ["NS", "ArcFace", "IntraL", "InterL", "TripletL"]
+    assert all(float(v) >= 0 for v in ours["MagFace"])
+    bars = [f for f in charts(at) if f["data"] and f["data"][0]["type"] == "bar"][0]
+    assert {"MagFace", "AdaFace"} <= {t.get("name") for t in bars["data"]}
