@@ -93,3 +93,20 @@ def test_table3_page_trains_extra_columns():
     assert all(float(v) >= 0 for v in ours["MagFace"])
     bars = [f for f in charts(at) if f["data"] and f["data"][0]["type"] == "bar"][0]
     assert {"MagFace", "AdaFace"} <= {t.get("name") for t in bars["data"]}
+
+
+def test_explainer_after_arcface_step_draws_its_run_and_its_sentences_hold():
+    from arcface_viz.claims import NOISY_CLAIMS, noisy_numbers, noisy_run
+
+    numbers = noisy_numbers(noisy_run())
+    for claim in NOISY_CLAIMS.values():
+        assert claim.failure(numbers) is None, claim.failure(numbers)
+    at = open_page("pages/explainer.py", {"step": "9"})
+    assert at.header[0].value == "9. After ArcFace"
+    text = _text(at)
+    for claim in NOISY_CLAIMS.values():
+        assert claim.render(numbers) in text
+    names = _names(charts(at)[0])
+    assert "flipped labels (training)" in names and "non-dominant sub-centres" in names
+    for name in AFTER_ARCFACE:
+        assert f"- **{LOSSES[name].label}**: {LOSSES[name].summary}" in text
