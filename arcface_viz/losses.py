@@ -708,15 +708,21 @@ class SubcentreMarginLoss(MarginLoss):
         return self.subcentres[rows, self.subcentre_hits.argmax(dim=1)]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.long()
+        self.last_nearest = None
+        loss = super().forward(embeddings, labels)
         if self.training:
-            self._count_hits(embeddings, labels.long())
-        return super().forward(embeddings, labels)
+            self._count_hits(embeddings, labels)
+        return loss
 
     @torch.no_grad()
     def _count_hits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        x = F.normalize(embeddings.float(), dim=-1)
-        own = F.normalize(self.subcentres[labels].float(), dim=-1)  # (B, K, d)
-        nearest = (own @ x.unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
+        """Add one to each sample's nearest sub-centre of its class: the fused node's (``last_nearest``), else
+        computed here (the autograd path)."""
+        nearest = self.last_nearest
+        if nearest is None or nearest.shape != labels.shape:
+            own = F.normalize(self.subcentres.detach().float(), dim=-1)[labels]  # (B, K, d)
+            nearest = (own @ embeddings.detach().float().unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
         self.subcentre_hits.index_put_((labels, nearest), torch.ones_like(nearest, dtype=self.subcentre_hits.dtype),
                                        accumulate=True)
 

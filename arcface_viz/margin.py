@@ -497,7 +497,8 @@ def _project(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -> torc
 class _MarginCE(torch.autograd.Function):
     """Cosine head + margin function + cross entropy as one autograd node (the training hot path).
 
-    Forward: cos θ_j = x̂·Ŵ_j (max over sub-centres), the margin function's logits, loss = mean CE (+ extra).
+    Forward: cos θ_j = x̂·Ŵ_j (max over sub-centres), the margin function's logits, loss = mean CE (+ extra).  In
+    training mode with sub-centres it keeps each row's nearest sub-centre of its own class as ``last_nearest``.
     Backward is analytic, from the derivatives the margin function returned:
 
         G = s·(softmax − onehot)/B,   G_j ← G_j·∂others/∂cos θ_j,   G_y ← G_y·∂f/∂cos θ_y
@@ -518,6 +519,8 @@ class _MarginCE(torch.autograd.Function):
         if k > 1:
             cos, index = subcentre_max(cos, k)
         cols = _columns(labels, cos)
+        if index is not None and margin.training:  # each row's nearest sub-centre of its own class (dominance count)
+            margin.last_nearest = index.gather(-1, cols).squeeze(-1)
         out, scale = margin.margin_derivatives(cos, cols, xn if margin.info.norms else None, margin.training)
         log_p = torch.log_softmax(assemble_logits(cos, cols, out, scale), dim=-1)
         ctx.save_for_backward(x, xn, w, wn, log_p, cols)

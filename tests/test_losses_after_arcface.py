@@ -345,6 +345,9 @@ def test_subcentres_shape_and_weight_is_the_dominant_one():
     x, y = torch.randn(64, 3), torch.randint(0, 4, (64,))
     loss(x, y)
     assert loss.subcentre_hits.sum().item() == 64
+    nearest = (F.normalize(loss.subcentres.detach(), dim=-1)[y] @ x.unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
+    want = torch.zeros(4, 3).index_put_((y, nearest), torch.ones(64), accumulate=True)
+    torch.testing.assert_close(loss.subcentre_hits, want)  # the fused node's nearest sub-centres, counted
     dom = loss.subcentre_hits.argmax(dim=1)
     torch.testing.assert_close(loss.weight, loss.subcentres[torch.arange(4), dom])
 
