@@ -349,16 +349,18 @@ def adacos_margin(b: MarginInput) -> MarginOut:
     θ_med the batch median of θ_y (the lower median for an even batch, as torch.median).  There is no official
     code; the widely used 4uiiurz1/pytorch-adacos takes the median over *every* angle of the batch (all classes)
     and updates s in evaluation too: here θ_med is the median of the target angles (the paper's definition) and
-    s moves in training mode only.  B_avg is summed in float64 after shifting by s_old (no overflow); s is kept
-    ≥ 1, because at C = 2 the formula's fixed point is s = 0, where nothing trains.  In Partial FC the sum over
-    the classes spans the ranks; with sample_rate < 1 it runs over the sampled negatives only.
+    s moves in training mode only.  B_avg is a logsumexp per shard, summed across ranks in float64 after
+    shifting by s_old (no overflow); s is kept ≥ 1, because at C = 2 the formula's fixed point is s = 0, where
+    nothing trains.  In Partial FC the sum over the classes spans the ranks (as it would over one GPU's whole
+    classifier); with sample_rate < 1 it runs over the sampled negatives only.
     """
     s_old = b.state["s"]
     if b.training:
-        negative = torch.ones_like(b.cos, dtype=torch.bool).scatter(-1, b.cols, ~b.owned)
-        shifted = torch.exp((s_old * (b.cos - 1.0)).double()) * negative
+        z = s_old * b.cos  # every logit at the old scale, the targets (of this shard's rows) left out of the sum
+        z = z.scatter(-1, b.cols, torch.where(b.owned, float("-inf"), z.gather(-1, b.cols)))
+        part = torch.logsumexp(z, dim=(-2, -1), keepdim=True)  # this shard's log Σ_i Σ_{j≠y_i} e^{s_old·cos θ_ij}
         rows = b.cos.shape[-2]
-        total = b.reduce(shifted.sum(dim=(-2, -1), keepdim=True))
+        total = b.reduce(torch.exp((part - s_old).double()))  # ≤ rows·classes: no overflow, summed over ranks
         log_b_avg = s_old + torch.log(total / rows)
         th_med = b.theta_y.median(dim=-2, keepdim=True).values.clamp(max=math.pi / 4)
         s_new = torch.nan_to_num(log_b_avg / torch.cos(th_med).double(), nan=1.0, neginf=1.0).clamp(min=1.0)
@@ -448,9 +450,10 @@ def curricularface_margin(b: MarginInput) -> MarginOut:
     out = _arc(b, m)
     cos = b.cos
     hard = cos > torch.cos(b.theta_y + m)
-    out.others = torch.where(hard, curricular_negative(cos, t), cos)
+    shifted = cos + t
+    out.others = torch.where(hard, cos * shifted, cos)  # curricular_negative, with t + cos kept for the slope
     if b.analytic:
-        out.others_slope = torch.where(hard, t + 2.0 * cos, torch.ones_like(cos))
+        out.others_slope = torch.where(hard, shifted.add_(cos), 1.0)  # t + 2·cos θ_j
     return out
 
 
