@@ -114,7 +114,7 @@ def ref_adaface(x, w, y, state, *, s, m2, h, t_alpha):
 def ref_curricularface(x, w, y, state, *, s, m2):
     cos = ref_cos(x, w)
     cy = cos[torch.arange(len(y)), y]
-    t = 0.01 * float(cy.mean()) + 0.99 * state["t"]
+    t = 0.01 * float(cy.detach().mean()) + 0.99 * state["t"]
     th = ref_theta(cy)
     hard = cos > torch.cos(th + m2)[:, None]
     others = torch.where(hard, cos * (t + cos), cos)
