@@ -79,7 +79,7 @@ st.markdown(
        "values for them)." if extra else "")
 )
 c1, c2 = st.columns([1, 3])
-c1.button("Train the five models" + (f" and {len(extra)} more" if extra else ""), type="primary",
+c1.button(f"Train the {5 + len(extra)} models" if extra else "Train the five models", type="primary",
           icon=":material/play_arrow:", on_click=request_training, key=f"{PAGE}:train")
 c2.caption(f"{steps:,} optimizer steps per model{' (capped on the shared app)' if capped else ''}: about "
            f"{(5 + len(extra)) * values['budget']:.0f} s in all on two CPU cores; a fixed step count, so the same "

@@ -128,7 +128,7 @@ def theta_plane_figure(curves: CurveLike | Sequence[CurveLike] = FIG5_CURVES, fu
                          row=1, col=j)
         fig.update_yaxes(range=[0, top_deg], dtick=30, ticksuffix="°", scaleanchor=f"x{'' if j == 1 else j}",
                          scaleratio=1, row=1, col=j, title_text="θ2" if j == 1 else None)
-    rule = ("class k wins where its logit beats the other class's, as the loss computes both"
+    rule = ("class k wins where its logit (the loss's own) beats the other's"
             if any(c.kind == "loss" for c in items) else "class k wins where f(θ_k) > cos θ_other")
     style_figure(fig, (title or "Decision margins on the (θ1, θ2) plane (Fig. 5)") +
                  f"<br><sup>{rule}; grey: neither does</sup>",
