@@ -37,8 +37,9 @@ Adding a loss (the machinery is :mod:`arcface_viz.margin`)
    and ``ramp`` for the warm-up): it becomes an attribute of every loss, a slider, a URL key and a CLI flag.
 3. Register it: ``register_loss("name", margin=my_margin, params=(...), paper={...}, low_dim={...},
    label=..., summary=..., state={...}, norms=..., subcentres=...)``; ``fused=False`` if the function returns no
-   derivatives (it then trains with autograd).  Gradient detachment comes free: a loss that lists the
-   ``detach_margin`` parameter gets the margined values with the gradient of s·cos θ.
+   derivatives (it then trains with autograd).  The general modifiers come free (``modifiers=`` narrows
+   them): ``detach_margin`` gives the margined values with the gradient of s·cos θ, and
+   ``interclass_filtering_threshold`` τ zeroes the non-target cosines above τ, in every path.
 
 The lessons, the CLI, ``make_loss`` and Partial FC then have it; tests/test_losses.py checks every registered
 loss's fused path against autograd, and tests/test_margin_api.py shows a test-only loss end to end.
@@ -64,9 +65,11 @@ from .margin import (
     Margin,
     MarginInput,
     MarginOut,
+    autocast_on,
     cosines,
     declare_param,
     margin_cross_entropy,
+    no_autocast,
     register_loss,
     theta,
 )
@@ -105,6 +108,17 @@ for _param in (
     LossParam("easy_margin", "bool", False, "easy margin", "Apply the margin only where cos θ > 0.", base=False),
 ):
     declare_param(_param)
+
+# General modifiers of the margin runner (arcface_viz.margin.Margin): every loss with a margin function gets them.
+declare_param(LossParam(
+    "detach_margin", "bool", False, "margin without gradient",
+    "Keep the margined logit's value but give it the gradient of s·cos θ (insightface's arcface_torch since "
+    "Dec 2022): the margin moves the loss, not the gradient's direction.", base=False, modifier=True))
+declare_param(LossParam(
+    "interclass_filtering_threshold", "float", 0.0, "inter-class filter τ (0 = off)",
+    "Set every non-target cosine above τ to 0, without gradient (arcface_torch's configs for noisy data use "
+    "0.4): a sample very close to another class's centre is likely mislabelled.", min=0.0, max=1.0, step=0.05,
+    format="%.2f", base=0.0, modifier=True))
 
 PARAM_NAMES = LOSS_PARAMS.keys()  # a live view: parameters declared later appear in it too
 
@@ -228,7 +242,8 @@ _COSINE = dict(head="cosine", margin=combined_margin)
 register_loss("softmax", head="linear", label="Softmax",
               summary="Linear layer with bias, W_y·x + b_y; no normalisation, no margin (L1).")
 register_loss("norm_softmax", **_COSINE, params=("s",), paper={"s": 64.0}, low_dim={"s": 16.0}, label="Norm-Softmax",
-              summary="‖W_j‖ = 1, ‖x‖ = s, no bias: logits s·cos θ_j (L2).")
+              summary="‖W_j‖ = 1, ‖x‖ = s, no bias: logits s·cos θ_j (L2).",
+              modifiers=("interclass_filtering_threshold",))  # no margin to detach
 register_loss("sphereface", **_COSINE, params=("s", "m1"), paper={"s": 64.0, "m1": 1.35},
               low_dim={"s": 16.0, "m1": 1.2}, label="SphereFace",
               summary="Multiplicative angular margin s·cos(m1·θ_y), the paper's arccos form.")
@@ -269,7 +284,7 @@ def _register_regularised(base: str | None, regs: tuple[str, ...], label: str | 
     register_loss(name, label=label or " + ".join([info.label] * bool(info.label) + [_REG_LABEL[r] for r in regs]),
                   summary=summary, head=info.head, margin=info.margin, params=params, paper=paper, low_dim=low_dim,
                   regularisers=regs, presets=info.presets, state=info.state, norms=info.norms, fused=info.fused,
-                  subcentres=info.subcentres, check=info.check)
+                  subcentres=info.subcentres, check=info.check, modifiers=())  # the base's modifiers: in its params
 
 
 # The paper's own names: Intra-Loss (L5) and Inter-Loss (L6) are Norm-Softmax plus the term.
@@ -312,8 +327,6 @@ for _param in (
 ):
     declare_param(_param)
 
-_DETACH = tuple(n for n in ("detach_margin",) if n in LOSS_PARAMS)  # gradient detachment, where declared
-_NO_DETACH = {n: False for n in _DETACH}
 _ADA_EPS = 1e-3  # AdaFace's ε: the angle is kept in [ε, π − ε], the std gets + ε
 
 
@@ -385,7 +398,7 @@ def magface_margin(b: MarginInput) -> MarginOut:
     lo, hi = p.l_a, _maximum(p.u_a, p.l_a)
     raw = b.norms
     a = raw.clamp(lo, hi)
-    inside = (raw > lo) & (raw < hi)
+    inside = (raw >= lo) & (raw <= hi)  # where torch.clamp passes the gradient (ends included)
     k = (p.u_m - p.l_m) / _maximum(hi - lo, 1e-6)
     m = p.l_m + k * (a - lo)
     out = _arc(b, m, bool(p.easy_margin))
@@ -513,53 +526,53 @@ def _sigma_check(p: Any) -> str | None:
 
 
 _LOW = {"s": 16.0}
-register_loss("subcenter_arcface", **_COSINE, params=("s", "m2", "k", *_DETACH), subcentres="k",
-              paper={"s": 64.0, "m2": 0.5, "k": 3, **_NO_DETACH}, low_dim={**_LOW, "m2": 0.2, "k": 3, **_NO_DETACH},
+register_loss("subcenter_arcface", **_COSINE, params=("s", "m2", "k"), subcentres="k",
+              paper={"s": 64.0, "m2": 0.5, "k": 3}, low_dim={**_LOW, "m2": 0.2, "k": 3},
               label="Sub-center ArcFace",
               summary="K centres per class, cos θ_j = max_k cos(x, W_jk), then ArcFace: noisy samples settle at "
                       "non-dominant sub-centres (Deng et al. 2020).",
               presets={"Sub-center ArcFace (K = 3)": {"m2": 0.5, "k": 3}})
 register_loss("adacos", margin=adacos_margin, state={"s": lambda c: math.sqrt(2.0) * math.log(c - 1)},
+              modifiers=("interclass_filtering_threshold",),  # no margin to detach
               label="AdaCos", summary="No margin; the scale s adapts to the batch: s ← ln(B_avg)/cos(min(π/4, "
                                       "θ_med)), from √2·ln(C − 1) (Zhang et al. 2019).",
               presets={"AdaCos": {}})
 register_loss("magface", margin=magface_margin, norms="grad", check=_magface_check,
-              params=("s", "l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin", *_DETACH),
+              params=("s", "l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin"),
               paper={"s": 64.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0,
-                     "easy_margin": True, **_NO_DETACH},
-              low_dim={**_LOW, "l_a": 0.5, "u_a": 5.0, "l_m": 0.1, "u_m": 0.3, "lambda_g": 1.0, "easy_margin": True,
-                       **_NO_DETACH},
+                     "easy_margin": True},
+              low_dim={**_LOW, "l_a": 0.5, "u_a": 5.0, "l_m": 0.1, "u_m": 0.3, "lambda_g": 1.0, "easy_margin": True},
               label="MagFace",
               summary="Margin m(a) grows with the feature norm a, plus λ_g·g(a) rewarding large norms: easy samples "
                       "get long features, hard ones short (Meng et al. 2021).",
               presets={"MagFace (MS1MV2)": {"l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0}})
 register_loss("adaface", margin=adaface_margin, norms="detached", check=_adaface_check,
               state={"batch_mean": 20.0, "batch_std": 100.0},
-              params=("s", "m2", "h", "t_alpha", *_DETACH),
-              paper={"s": 64.0, "m2": 0.4, "h": 0.333, "t_alpha": 0.01, **_NO_DETACH},
-              low_dim={**_LOW, "m2": 0.2, "h": 0.333, "t_alpha": 0.01, **_NO_DETACH},
+              params=("s", "m2", "h", "t_alpha"),
+              paper={"s": 64.0, "m2": 0.4, "h": 0.333, "t_alpha": 0.01},
+              low_dim={**_LOW, "m2": 0.2, "h": 0.333, "t_alpha": 0.01},
               label="AdaFace",
               summary="The feature norm (a proxy for image quality) moves the margin between angular and "
                       "additive: hard, low-norm samples are pushed less (Kim et al. 2022).",
               presets={"AdaFace (MS1MV2)": {"m2": 0.4, "h": 0.333, "t_alpha": 0.01}})
-register_loss("curricularface", margin=curricularface_margin, state={"t": 0.0}, params=("s", "m2", *_DETACH),
-              paper={"s": 64.0, "m2": 0.5, **_NO_DETACH}, low_dim={**_LOW, "m2": 0.2, **_NO_DETACH},
+register_loss("curricularface", margin=curricularface_margin, state={"t": 0.0}, params=("s", "m2"),
+              paper={"s": 64.0, "m2": 0.5}, low_dim={**_LOW, "m2": 0.2},
               label="CurricularFace",
               summary="ArcFace's target; hard negatives cos θ_j > cos(θ_y + m) become cos θ_j·(t + cos θ_j) with t "
                       "a running mean of cos θ_y: easy samples first, hard ones later (Huang et al. 2020).",
               presets={"CurricularFace": {"m2": 0.5}})
 register_loss("elasticface_arc", margin=elasticface_arc_margin, check=_sigma_check,
-              params=("s", "m2", "sigma", "plus", *_DETACH),
-              paper={"s": 64.0, "m2": 0.5, "sigma": 0.05, "plus": False, **_NO_DETACH},
-              low_dim={**_LOW, "m2": 0.2, "sigma": 0.05, "plus": False, **_NO_DETACH},
+              params=("s", "m2", "sigma", "plus"),
+              paper={"s": 64.0, "m2": 0.5, "sigma": 0.05, "plus": False},
+              low_dim={**_LOW, "m2": 0.2, "sigma": 0.05, "plus": False},
               label="ElasticFace-Arc",
               summary="ArcFace with each sample's margin drawn from N(m2, σ²) (Boutros et al. 2022).",
               presets={"ElasticFace-Arc": {"m2": 0.5, "sigma": 0.05, "plus": False},
                        "ElasticFace-Arc+": {"m2": 0.5, "sigma": 0.0175, "plus": True}})
 register_loss("elasticface_cos", margin=elasticface_cos_margin, check=_sigma_check,
-              params=("s", "m3", "sigma", "plus", *_DETACH),
-              paper={"s": 64.0, "m3": 0.35, "sigma": 0.05, "plus": False, **_NO_DETACH},
-              low_dim={**_LOW, "m3": 0.15, "sigma": 0.05, "plus": False, **_NO_DETACH},
+              params=("s", "m3", "sigma", "plus"),
+              paper={"s": 64.0, "m3": 0.35, "sigma": 0.05, "plus": False},
+              low_dim={**_LOW, "m3": 0.15, "sigma": 0.05, "plus": False},
               label="ElasticFace-Cos",
               summary="CosFace with each sample's margin drawn from N(m3, σ²) (Boutros et al. 2022).",
               presets={"ElasticFace-Cos": {"m3": 0.35, "sigma": 0.05, "plus": False},
@@ -576,6 +589,9 @@ AFTER_ARCFACE = ("subcenter_arcface", "adacos", "magface", "adaface", "curricula
 
 def triplet_term(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Angular batch-hard triplet: mean over anchors of max(0, θ_ap(hardest) + margin − θ_an(hardest))."""
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return triplet_term(embeddings, labels, margin)
     x = F.normalize(embeddings.float(), dim=1)
     angles = theta(x @ x.t())
     same = labels[:, None] == labels[None, :]
@@ -637,6 +653,9 @@ class MarginLoss(Margin):
         """The logits that feed the cross entropy, with the margin on the target class when labels are given.
 
         Reads the margin's state but never updates it (only a training ``forward`` does)."""
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.logits(embeddings, labels)
         head = self.info.head
         if head == "linear":
             return F.linear(embeddings.float(), self.weight.float(), self.bias.float())
@@ -647,7 +666,11 @@ class MarginLoss(Margin):
         return self.margin_logits(cos, labels.long(), norms=self.feature_norms(embeddings))[0]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch: cross entropy of :meth:`logits` plus the regularisers."""
+        """Mean loss over the batch: cross entropy of :meth:`logits` plus the regularisers (float32, also under
+        autocast)."""
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.forward(embeddings.float(), labels)
         labels = labels.long()
         head = self.info.head
         if head == "centroid":
