@@ -459,3 +459,51 @@ def test_parameters_that_cannot_work_are_refused_with_a_message():
                                 ("subcenter_arcface", {"k": 0}, "must be ≥ 1")):
         with pytest.raises(ValueError, match=words):
             make_loss(name, 3, 2, **params)
+
+
+# --- gradient detachment (detach_margin, the margin runner's modifier) on the new losses -------------------
+
+DETACHED = [n for n in AFTER_ARCFACE if "detach_margin" in LOSSES[n].params]
+
+
+def test_every_new_loss_with_a_margin_can_detach_it():
+    assert set(DETACHED) == set(AFTER_ARCFACE) - {"adacos"}  # AdaCos has no margin to detach
+    assert "interclass_filtering_threshold" in LOSSES["adacos"].params
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", DETACHED)
+def test_detached_margin_same_value_gradient_of_s_cos_theta(name, fused):
+    """detach_margin: the loss value is unchanged, and the gradient is that of s·cos θ_j under the margined
+    softmax (plus MagFace's g(a) term, whose gradient stays): with p the softmax of the margined logits,
+    ∂L/∂cos θ_j = s·(p_j − [j = y])/B, written out here with autograd through the normalisations only."""
+    from arcface_viz.losses import margin_cross_entropy
+
+    params = {**loss_defaults(name, low_dim=True), "s": 8.0}
+    k = params.get("k", 1)
+    x, centres, y = _batch(21, k)
+    if name == "magface":
+        x = x * torch.linspace(0.3, 3.0, B)[:, None]
+    plain, detached = (_loss(name, centres, **params, detach_margin=d).eval() for d in (False, True))
+    runs = []
+    for loss in (plain, detached):
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(3)
+        value = margin_cross_entropy(loss, xi, loss.centre_matrix(), y, fused=fused)
+        runs.append((value, *torch.autograd.grad(value, (xi, _leaf(loss)))))
+    assert runs[1][0].item() == pytest.approx(runs[0][0].item(), rel=1e-6)
+    changed = (runs[1][1] - runs[0][1]).abs().max().item()
+    assert changed > 1e-4 if name != "elasticface_cos" else changed < 1e-6  # cos θ − m has slope 1 already
+    xr, wr = x.clone().requires_grad_(True), centres.clone().requires_grad_(True)
+    cos = ref_cos(xr, wr, k)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        z = detached.logits(x, y)  # the margined logits, values only (the same draws of random margins)
+        coeff = params["s"] * (torch.softmax(z, dim=1) - F.one_hot(y, C)) / B
+    surrogate = (coeff * cos).sum()
+    if name == "magface":
+        a = xr.norm(dim=1).clamp(params["l_a"], params["u_a"])
+        surrogate = surrogate + params["lambda_g"] * (a / params["u_a"] ** 2 + 1 / a).mean()
+    rx, rw = torch.autograd.grad(surrogate, (xr, wr))
+    torch.testing.assert_close(runs[1][1], rx, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(runs[1][2].reshape(rw.shape), rw, rtol=1e-4, atol=1e-6)

@@ -28,6 +28,9 @@ CASES = [
     ("elasticface_arc", {"sigma": 0.1}),
     ("elasticface_arc", {"sigma": 0.1, "plus": True}),
     ("elasticface_cos", {"sigma": 0.1, "plus": True}),
+    ("magface", {"detach_margin": True}),  # the margin modifiers too
+    ("curricularface", {"detach_margin": True, "interclass_filtering_threshold": 0.3}),
+    ("adacos", {"interclass_filtering_threshold": 0.3}),
 ]
 STATE = {"adacos": ("s",), "adaface": ("batch_mean", "batch_std"), "curricularface": ("t",)}
 
