@@ -561,22 +561,16 @@ register_loss("curricularface", margin=curricularface_margin, state={"t": 0.0}, 
               summary="ArcFace's target; hard negatives cos θ_j > cos(θ_y + m) become cos θ_j·(t + cos θ_j) with t "
                       "a running mean of cos θ_y: easy samples first, hard ones later (Huang et al. 2020).",
               presets={"CurricularFace": {"m2": 0.5}})
-register_loss("elasticface_arc", margin=elasticface_arc_margin, check=_sigma_check,
-              params=("s", "m2", "sigma", "plus"),
-              paper={"s": 64.0, "m2": 0.5, "sigma": 0.05, "plus": False},
-              low_dim={**_LOW, "m2": 0.2, "sigma": 0.05, "plus": False},
-              label="ElasticFace-Arc",
-              summary="ArcFace with each sample's margin drawn from N(m2, σ²) (Boutros et al. 2022).",
-              presets={"ElasticFace-Arc": {"m2": 0.5, "sigma": 0.05, "plus": False},
-                       "ElasticFace-Arc+": {"m2": 0.5, "sigma": 0.0175, "plus": True}})
-register_loss("elasticface_cos", margin=elasticface_cos_margin, check=_sigma_check,
-              params=("s", "m3", "sigma", "plus"),
-              paper={"s": 64.0, "m3": 0.35, "sigma": 0.05, "plus": False},
-              low_dim={**_LOW, "m3": 0.15, "sigma": 0.05, "plus": False},
-              label="ElasticFace-Cos",
-              summary="CosFace with each sample's margin drawn from N(m3, σ²) (Boutros et al. 2022).",
-              presets={"ElasticFace-Cos": {"m3": 0.35, "sigma": 0.05, "plus": False},
-                       "ElasticFace-Cos+": {"m3": 0.35, "sigma": 0.02, "plus": True}})
+_ELASTIC = (("arc", elasticface_arc_margin, "m2", 0.5, 0.2, 0.0175, "ArcFace"),  # (kind, margin, its parameter, paper
+             ("cos", elasticface_cos_margin, "m3", 0.35, 0.15, 0.02, "CosFace"))  # and lesson mean, σ of the + preset)
+for _kind, _fn, _m, _mean, _low, _plus_sigma, _base in _ELASTIC:
+    _label = f"ElasticFace-{_kind.title()}"
+    register_loss(f"elasticface_{_kind}", margin=_fn, check=_sigma_check, params=("s", _m, "sigma", "plus"),
+                  paper={"s": 64.0, _m: _mean, "sigma": 0.05, "plus": False},
+                  low_dim={**_LOW, _m: _low, "sigma": 0.05, "plus": False}, label=_label,
+                  summary=f"{_base} with each sample's margin drawn from N({_m}, σ²) (Boutros et al. 2022).",
+                  presets={_label: {_m: _mean, "sigma": 0.05, "plus": False},
+                           f"{_label}+": {_m: _mean, "sigma": _plus_sigma, "plus": True}})
 
 #: the losses after ArcFace (issue 14), in the order the lessons list them
 AFTER_ARCFACE = ("subcenter_arcface", "adacos", "magface", "adaface", "curricularface", "elasticface_arc",
@@ -813,18 +807,25 @@ def make_margin(name: str, *, num_classes: int | None = None, batch_shape: tuple
     return Margin(LOSSES[name], num_classes=num_classes, batch_shape=batch_shape, **params)
 
 
-def loss_target_curve(name: str, theta: Any, params: dict[str, Any] | None = None, *, norm: float | None = None,
-                      state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(f(θ), df/dθ) of loss ``name``'s target logit before the scale, from its own margin function: the curve the
-    loss trains with, for the lessons' figures.  ``params`` override the paper's defaults (ElasticFace draws no
-    margin here: σ is taken as 0, pass m2/m3 for the mean or a band's edge); ``norm`` is the feature norm a of a
-    norm-aware loss; ``state`` sets running state (AdaFace's batch_mean, batch_std).  θ in radians (numpy)."""
+def _lesson_margin(name: str, params: dict[str, Any] | None, state: dict[str, float] | None) -> Margin:
+    """A loss's margin in evaluation mode with ``params`` and the running ``state`` given, for the lessons'
+    curves: ElasticFace draws no margin (σ = 0), so its m2/m3 is the curve's margin."""
     params = dict(params or {})
     if "sigma" in LOSSES[name].params:
         params["sigma"] = 0.0
     margin = make_margin(name, num_classes=3, **params).eval()
     for key, value in (state or {}).items():
         getattr(margin, key).fill_(float(value))
+    return margin
+
+
+def loss_target_curve(name: str, theta: Any, params: dict[str, Any] | None = None, *, norm: float | None = None,
+                      state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(f(θ), df/dθ) of loss ``name``'s target logit before the scale, from its own margin function: the curve the
+    loss trains with, for the lessons' figures.  ``params`` override the paper's defaults (ElasticFace draws no
+    margin here: σ is taken as 0, pass m2/m3 for the mean or a band's edge); ``norm`` is the feature norm a of a
+    norm-aware loss; ``state`` sets running state (AdaFace's batch_mean, batch_std).  θ in radians (numpy)."""
+    margin = _lesson_margin(name, params, state)
     with torch.enable_grad():
         th = torch.as_tensor(np.asarray(theta, dtype=np.float32)).reshape(-1).requires_grad_(True)
         cos = torch.cos(th).unsqueeze(-1)
@@ -846,12 +847,7 @@ def pair_logits(name: str, theta_own: Any, theta_other: Any, params: dict[str, A
     logits before the scale as loss ``name`` computes them (target f, and the other class's logit, which
     CurricularFace changes), from its own margin function; arrays broadcast.  Arguments as
     :func:`loss_target_curve` (ElasticFace at its mean margin)."""
-    params = dict(params or {})
-    if "sigma" in LOSSES[name].params:
-        params["sigma"] = 0.0
-    margin = make_margin(name, num_classes=3, **params).eval()
-    for key, value in (state or {}).items():
-        getattr(margin, key).fill_(float(value))
+    margin = _lesson_margin(name, params, state)
     own, other = np.broadcast_arrays(np.asarray(theta_own, dtype=np.float32), np.asarray(theta_other, np.float32))
     cos = torch.cos(torch.as_tensor(np.stack([own.reshape(-1), other.reshape(-1)], axis=-1)))
     norms = None if margin.info.norms is None else torch.full((len(cos), 1), float(norm if norm is not None else 1))
