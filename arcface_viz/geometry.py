@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .losses import a_softmax_target, extension_threshold, target_logit, target_logit_slope
+from .losses import (
+    LOSSES,
+    a_softmax_target,
+    extension_threshold,
+    loss_target_curve,
+    pair_logits,
+    target_logit,
+    target_logit_slope,
+)
 
 # Fig. 4(b): x from 20° to 100°, y from −1.2 to 1.
 FIG4B_RANGE_DEG: tuple[float, float] = (20.0, 100.0)
@@ -58,19 +66,30 @@ class Fig4bCurve:
     """One target-logit curve of Fig. 4(b).
 
     kind ``"margin"``: f(θ) = cos(m1·θ + m2) − m3 with params m1, m2, m3;
-    kind ``"a_softmax"``: the original SphereFace (λ cos θ + ψ(θ)) / (1 + λ) with params m, lam.
+    kind ``"a_softmax"``: the original SphereFace (λ cos θ + ψ(θ)) / (1 + λ) with params m, lam;
+    kind ``"loss"``: any loss of the registry, ``loss``, from its own margin function
+    (:func:`arcface_viz.losses.loss_target_curve`) with ``params``, at feature norm ``norm`` and with the running
+    ``state`` given (the losses after ArcFace).  ``band`` (two such curves) is a range drawn around the curve
+    (ElasticFace's mean ± 2σ).
     """
 
     key: str
     label: str
     kind: str
-    params: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    loss: str = ""
+    norm: float | None = None
+    state: Mapping[str, float] = field(default_factory=dict)
+    band: tuple[Fig4bCurve, Fig4bCurve] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("margin", "a_softmax"):
-            raise ValueError(f"curve kind must be 'margin' or 'a_softmax', got {self.kind!r}")
+        if self.kind not in ("margin", "a_softmax", "loss"):
+            raise ValueError(f"curve kind must be 'margin', 'a_softmax' or 'loss', got {self.kind!r}")
         if self.kind == "margin":
             _check_margins(*self.margins)
+        elif self.kind == "loss":
+            if self.loss not in LOSSES:
+                raise ValueError(f"unknown loss {self.loss!r}")
         else:
             m, lam = self.params.get("m", 4), self.params.get("lam", 5.0)
             if int(m) != m or m < 1:
@@ -93,9 +112,24 @@ class Fig4bCurve:
         t = extension_threshold(m1, m2)
         return t if t < math.pi else None
 
+    def _loss_curve(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        f, df = loss_target_curve(self.loss, theta, dict(self.params), norm=self.norm, state=dict(self.state))
+        return f.astype(float), df.astype(float)
+
+    def pair(self, theta_own, theta_other) -> tuple[np.ndarray, np.ndarray]:
+        """Two classes: the target logit f(θ_own) and the other class's logit at θ_other, before the scale
+        (cos θ_other, except for a loss that changes its negatives, as CurricularFace)."""
+        if self.kind == "loss":
+            return pair_logits(self.loss, theta_own, theta_other, dict(self.params), norm=self.norm,
+                               state=dict(self.state))
+        return self.evaluate(theta_own, monotonic=True), np.cos(np.asarray(theta_other, dtype=float))
+
     def evaluate(self, theta, monotonic: bool = False, easy_margin: bool = False) -> np.ndarray:
-        """The target logit at θ (radians): the raw formula, or with ``monotonic`` the training curve."""
+        """The target logit at θ (radians): the raw formula, or with ``monotonic`` the training curve (a loss
+        curve is always its training curve)."""
         theta = np.asarray(theta, dtype=float)
+        if self.kind == "loss":
+            return self._loss_curve(theta)[0]
         if self.kind == "a_softmax":
             return a_softmax_target(theta, int(self.params.get("m", 4)), float(self.params.get("lam", 5.0)))
         m1, m2, m3 = self.margins
@@ -104,6 +138,8 @@ class Fig4bCurve:
     def slope(self, theta, easy_margin: bool = False) -> np.ndarray:
         """df/dθ of the training curve."""
         theta = np.asarray(theta, dtype=float)
+        if self.kind == "loss":
+            return self._loss_curve(theta)[1]
         if self.kind == "a_softmax":
             m, lam = int(self.params.get("m", 4)), float(self.params.get("lam", 5.0))
             return (-lam * np.sin(theta) + a_softmax_psi_slope(theta, m)) / (1.0 + lam)
@@ -111,12 +147,27 @@ class Fig4bCurve:
         return target_logit_slope(theta, m1, m2, m3, monotonic=True, easy_margin=easy_margin)
 
     def sample_loss(self, theta, s: float, num_classes: int, other_cos: float = 0.0,
-                    easy_margin: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`sample_loss` (or :func:`a_softmax_sample_loss` with ‖x‖ = s) for this curve."""
+                    easy_margin: bool = False, detached: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`sample_loss` (or :func:`a_softmax_sample_loss` with ‖x‖ = s) for this curve.
+
+        ``detached``: dL/dθ with the margin's gradient detached (insightface since 2022): the loss is the same,
+        the slope is that of s·cos θ under the margined softmax, −σ(z)·s·(−sin θ)."""
         if self.kind == "a_softmax":
-            return a_softmax_sample_loss(theta, s, num_classes, int(self.params.get("m", 4)),
-                                         float(self.params.get("lam", 5.0)), other_cos)
-        return sample_loss(theta, s, num_classes, *self.margins, other_cos=other_cos, easy_margin=easy_margin)
+            loss, grad = a_softmax_sample_loss(theta, s, num_classes, int(self.params.get("m", 4)),
+                                               float(self.params.get("lam", 5.0)), other_cos)
+        elif self.kind == "loss":
+            _check_ce(s, num_classes, other_cos)
+            theta = np.asarray(theta, dtype=float)
+            f, df = self._loss_curve(theta)
+            loss, grad = _cross_entropy(s * f, s * df, s * other_cos, int(num_classes))
+        else:
+            loss, grad = sample_loss(theta, s, num_classes, *self.margins, other_cos=other_cos,
+                                     easy_margin=easy_margin)
+        if detached:
+            theta = np.asarray(theta, dtype=float)
+            grad = _cross_entropy(s * self.evaluate(theta, monotonic=True, easy_margin=easy_margin),
+                                  -s * np.sin(theta), s * other_cos, int(num_classes))[1]
+        return loss, grad
 
 
 def margin_curve(label: str, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, key: str | None = None
@@ -147,6 +198,68 @@ FIG5_CURVES: tuple[Fig4bCurve, ...] = (
 )
 FIG5_WIDTH_CURVES: tuple[Fig4bCurve, ...] = FIG5_CURVES + (FIG4B_BY_KEY["cm1"], FIG4B_BY_KEY["cm2"])
 
+# ---------------------------------------------------------------------------------------------
+# After ArcFace: each loss's target logit from its own margin function, with its paper's preset
+
+#: AdaFace's curves are drawn with this running state, so that a norm u batch-stds from the mean is 50 + 10·u and
+#: ẑ = h·u exactly (the + ε of the std cancelled)
+ADAFACE_STATE = {"batch_mean": 50.0, "batch_std": 10.0 - 1e-3}
+MAGFACE_NORMS = (10.0, 30.0, 50.0, 70.0, 90.0, 110.0)  # MagFace's family: its paper range [l_a, u_a] = [10, 110]
+ADAFACE_UNITS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # AdaFace's family: (‖x‖ − μ)/σ
+ELASTIC_BAND = 2.0  # ElasticFace's band: mean ± this many σ
+
+
+def adaface_norm(units: float) -> float:
+    """The feature norm ``units`` batch-stds from the running mean under :data:`ADAFACE_STATE`."""
+    return ADAFACE_STATE["batch_mean"] + 10.0 * units
+
+
+def after_arcface_curve(name: str, *, mag_norm: float = 60.0, ada_units: float = 1.0, t: float = 0.5,
+                        params: Mapping[str, Any] | None = None, key: str | None = None) -> Fig4bCurve:
+    """The target-logit curve of a loss after ArcFace with its paper's defaults (``params`` on top): MagFace at
+    feature norm ``mag_norm``, AdaFace at ``ada_units`` batch-stds from the mean norm, CurricularFace with running
+    t = ``t`` (for its negatives in Fig. 5), ElasticFace at its mean margin with a band of ± 2σ."""
+    p = {**LOSSES[name].paper, **(params or {})}
+    p.pop("detach_margin", None)
+    kw: dict[str, Any] = {}
+    if name == "subcenter_arcface":
+        label = f"Sub-center ArcFace (m = {p['m2']:g}): ArcFace's, to the nearest of K sub-centres"
+    elif name == "adacos":
+        label = "AdaCos: cos θ, no margin (s adapts)"
+    elif name == "magface":
+        lo, hi = p["l_a"], p["u_a"]
+        a = min(max(mag_norm, lo), hi)
+        m = p["l_m"] + (p["u_m"] - p["l_m"]) * (a - lo) / (hi - lo)
+        label, kw = f"MagFace at ‖x‖ = {mag_norm:g} (m = {m:.2f})", {"norm": float(mag_norm)}
+    elif name == "adaface":
+        sign = "+" if ada_units >= 0 else "−"
+        label = f"AdaFace at ‖x‖ = μ {sign} {abs(ada_units):g}σ (m = {p['m2']:g}, h = {p['h']:g})"
+        kw = {"norm": adaface_norm(ada_units), "state": dict(ADAFACE_STATE)}
+    elif name == "curricularface":
+        label, kw = f"CurricularFace (m = {p['m2']:g}): ArcFace's target", {"state": {"t": float(t)}}
+    elif name in ("elasticface_arc", "elasticface_cos"):
+        m = "m2" if name == "elasticface_arc" else "m3"
+        width = ELASTIC_BAND * p["sigma"]
+        label = f"{LOSSES[name].label} (m = {p[m]:g} ± {width:.2g}, {ELASTIC_BAND:g}σ)"
+        kw["band"] = tuple(Fig4bCurve(f"{name}_{side}", f"{label}: {side}", "loss", {**p, m: p[m] + d}, loss=name)
+                           for side, d in (("low", -width), ("high", width)))
+    else:
+        raise ValueError(f"{name!r} is not one of the losses after ArcFace")
+    return Fig4bCurve(key or name, label, "loss", p, loss=name, **kw)
+
+
+def magface_family(norms: Sequence[float] = MAGFACE_NORMS, params: Mapping[str, Any] | None = None
+                   ) -> list[Fig4bCurve]:
+    """MagFace's target logit at several feature norms (paper preset): a larger norm, a larger margin."""
+    return [after_arcface_curve("magface", mag_norm=a, params=params, key=f"magface_{a:g}") for a in norms]
+
+
+def adaface_family(units: Sequence[float] = ADAFACE_UNITS, params: Mapping[str, Any] | None = None
+                   ) -> list[Fig4bCurve]:
+    """AdaFace's target logit at norms ``units`` batch-stds from the running mean (paper preset)."""
+    return [after_arcface_curve("adaface", ada_units=u, params=params, key=f"adaface_{u:g}") for u in units]
+
+
 CurveLike = Fig4bCurve | tuple[str, float, float, float]
 
 
@@ -172,17 +285,19 @@ def theta_grid_deg(full_range: bool = False, points: int | None = None) -> np.nd
 
 def curve_table(curves: Iterable[CurveLike] = FIG4B_CURVES, theta_deg=None, monotonic: bool = False
                 ) -> dict[str, np.ndarray]:
-    """Fig. 4(b) as columns: ``theta_deg`` then one target-logit column per curve (keyed by curve key).
+    """Fig. 4(b) as columns: ``theta_deg`` then one target-logit column per curve (keyed by curve key), and for a
+    curve with a band its two edges (``<key>_low``, ``<key>_high``).
 
     Duplicate keys get a numeric suffix so that no column is lost.
     """
     theta_deg = theta_grid_deg() if theta_deg is None else np.asarray(theta_deg, dtype=float)
     table: dict[str, np.ndarray] = {"theta_deg": theta_deg}
     for c in map(as_curve, curves):
-        key, i = c.key, 2
-        while key in table:
-            key, i = f"{c.key}_{i}", i + 1
-        table[key] = c.evaluate(np.radians(theta_deg), monotonic=monotonic)
+        for item in (c, *(c.band or ())):
+            key, i = item.key, 2
+            while key in table:
+                key, i = f"{item.key}_{i}", i + 1
+            table[key] = item.evaluate(np.radians(theta_deg), monotonic=monotonic)
     return table
 
 
@@ -252,15 +367,26 @@ def boundary_theta2(theta1, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -
     return np.arccos(np.clip(f(np.asarray(theta1, dtype=float)), -1.0, 1.0))
 
 
-def decide(theta1, theta2, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
-    """Fig. 5's two-class rule: class k wins iff f(θ_k) > cos θ_other.
+def _wins(theta_own, theta_other, m1: float, m2: float, m3: float, curve: Fig4bCurve | None) -> np.ndarray:
+    """Does a sample θ_own from its centre and θ_other from the other's win its class?  f(θ_own) > cos θ_other for
+    a margin (m1, m2, m3); for a loss curve, its own two logits (:meth:`Fig4bCurve.pair`)."""
+    if curve is not None and curve.kind == "loss":
+        own, other = curve.pair(theta_own, theta_other)
+        return own > other
+    f = _train_curve(*(curve.margins if curve is not None else (m1, m2, m3)))
+    return f(np.asarray(theta_own, dtype=float)) > np.cos(theta_other)
+
+
+def decide(theta1, theta2, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *,
+           curve: Fig4bCurve | None = None) -> np.ndarray:
+    """Fig. 5's two-class rule: class k wins iff f(θ_k) > cos θ_other (for a loss ``curve``: iff its target logit
+    beats the other class's logit as the loss computes both, e.g. CurricularFace's changed negatives).
 
     Returns CLASS1, CLASS2, NEITHER (the margin) or BOTH (only when the margin is negative, e.g. m1 < 1).
     """
-    f = _train_curve(m1, m2, m3)
     t1, t2 = np.broadcast_arrays(np.asarray(theta1, dtype=float), np.asarray(theta2, dtype=float))
-    win1 = f(t1) > np.cos(t2)
-    win2 = f(t2) > np.cos(t1)
+    win1 = _wins(t1, t2, m1, m2, m3, curve)
+    win2 = _wins(t2, t1, m1, m2, m3, curve)
     return np.where(win1 & win2, BOTH, np.where(win1, CLASS1, np.where(win2, CLASS2, NEITHER)))
 
 
@@ -269,16 +395,34 @@ def _check_phi(phi: np.ndarray) -> None:
         raise ValueError("the angle φ between W1 and W2 must lie in [0, π]")
 
 
-def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iterations: int = 80) -> np.ndarray:
+def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iterations: int = 80, *,
+                    curve: Fig4bCurve | None = None, grid: int = 1441) -> np.ndarray:
     """t* ∈ [0, φ] where class 1's region ends on the arc from W1 (angle 0) to W2 (angle φ).
 
     Solves f(t) = cos(φ − t) by vectorised bisection (the left side decreases, the right increases, so
-    the crossing is unique); t* = 0 when class 1 wins nowhere on the arc, i.e. f(0) ≤ cos φ.
+    the crossing is unique); t* = 0 when class 1 wins nowhere on the arc, i.e. f(0) ≤ cos φ.  For a loss
+    ``curve`` (whose curve may jump, as MagFace's easy margin): the end of the first run of wins over ``grid``
+    points of [0, φ], refined by bisection within its grid cell.
     """
-    f = _train_curve(m1, m2, m3)
     phi = np.asarray(phi, dtype=float)
     _check_phi(phi)
     phi = np.minimum(phi, math.pi)
+    if curve is not None and curve.kind == "loss":
+        t = phi[..., None] * np.linspace(0.0, 1.0, grid)
+        win = _wins(t, phi[..., None] - t, m1, m2, m3, curve)
+        whole = win.all(axis=-1)
+        first_loss = np.where(whole, grid - 1, np.argmin(win, axis=-1))
+        lo = np.take_along_axis(t, np.maximum(first_loss - 1, 0)[..., None], axis=-1)[..., 0]
+        hi = np.take_along_axis(t, first_loss[..., None], axis=-1)[..., 0]
+        for _ in range(30):  # bisection inside the grid cell where the first run of wins ends
+            mid = 0.5 * (lo + hi)
+            above = _wins(mid, phi - mid, m1, m2, m3, curve)
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        end = np.where(whole, phi, 0.5 * (lo + hi))
+        return np.where(win[..., 0], end, 0.0)
+    if curve is not None:
+        m1, m2, m3 = curve.margins
+    f = _train_curve(m1, m2, m3)
     lo, hi = np.zeros_like(phi), phi.copy()
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
@@ -288,7 +432,8 @@ def margin_crossing(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, iter
     return np.where(f(np.zeros_like(phi)) > np.cos(phi), t, 0.0)
 
 
-def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.ndarray:
+def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *,
+                 curve: Fig4bCurve | None = None) -> np.ndarray:
     """Angular width of the grey band on the arc between W1 and W2 at angle φ apart (Fig. 5): φ − 2t*.
 
     = φ when the margin swallows the whole arc (φ ≤ :func:`swallow_angle`); negative when the classes
@@ -296,14 +441,30 @@ def margin_width(phi, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> np.n
     CosFace and SphereFace: it changes with φ.
     """
     phi = np.asarray(phi, dtype=float)
-    return phi - 2.0 * margin_crossing(phi, m1, m2, m3)
+    return phi - 2.0 * margin_crossing(phi, m1, m2, m3, curve=curve)  # the two-class rule is symmetric
 
 
-def swallow_angle(m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> float:
+def swallow_angle(m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, *, curve: Fig4bCurve | None = None,
+                  grid: int = 3601) -> float:
     """φ_c = arccos(f(0)) = arccos(cos m2 − m3): for φ ≤ φ_c neither class wins anywhere on the arc.
 
-    ArcFace: φ_c = m2; CosFace: arccos(1 − m3); SphereFace and Norm-Softmax: 0.
+    ArcFace: φ_c = m2; CosFace: arccos(1 − m3); SphereFace and Norm-Softmax: 0.  For a loss ``curve``: the
+    largest φ at which a sample on W1 itself does not win (π if it never does), on a grid of [0, π] refined by
+    bisection.
     """
+    if curve is not None and curve.kind == "loss":
+        phi = np.linspace(0.0, math.pi, grid)
+        win = _wins(np.zeros_like(phi), phi, 1.0, 0.0, 0.0, curve)
+        lost = np.flatnonzero(~win)
+        if not lost.size or lost[-1] == grid - 1:
+            return 0.0 if not lost.size else math.pi
+        lo, hi = float(phi[lost[-1]]), float(phi[lost[-1] + 1])
+        for _ in range(30):  # refine within the grid cell
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if bool(_wins(np.zeros(()), np.array(mid), 1.0, 0.0, 0.0, curve)) else (mid, hi)
+        return 0.5 * (lo + hi)
+    if curve is not None:
+        m1, m2, m3 = curve.margins
     return float(np.arccos(np.clip(_train_curve(m1, m2, m3)(np.zeros(())), -1.0, 1.0)))
 
 
@@ -329,7 +490,7 @@ class WidthRange:
 
 
 def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0,
-                n: int = 361, tol: float = 1e-7) -> WidthRange:
+                n: int = 361, tol: float = 1e-7, *, curve: Fig4bCurve | None = None) -> WidthRange:
     """Is the margin width constant over φ ∈ [phi_lo, phi_hi] (radians)?  Min/max over φ > φ_c.
 
     φ at or below :func:`swallow_angle` (where the width is just φ) is left out of min/max; if the whole
@@ -337,9 +498,11 @@ def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, 
     """
     if not (0.0 <= phi_lo <= phi_hi <= math.pi):
         raise ValueError("need 0 ≤ phi_lo ≤ phi_hi ≤ π")
-    sw = swallow_angle(m1, m2, m3)
+    loss = curve is not None and curve.kind == "loss"
+    sw = swallow_angle(m1, m2, m3, curve=curve)
     phi = np.linspace(phi_lo, phi_hi, n)
-    width = margin_width(phi, m1, m2, m3)
+    width = margin_width(phi, m1, m2, m3, curve=curve)
+    tol = max(tol, 1e-4) if loss else tol  # a loss curve's logits are float32
     open_arc = phi > sw + tol
     w = width[open_arc] if open_arc.any() else width
     lo, hi = float(w.min()), float(w.max())
@@ -347,7 +510,7 @@ def width_range(phi_lo: float, phi_hi: float, m1: float = 1.0, m2: float = 0.0, 
 
 
 def circle_regions(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, n: int = 721,
-                   alpha=None) -> tuple[np.ndarray, np.ndarray]:
+                   alpha=None, *, curve: Fig4bCurve | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Directions α on the unit circle (W1 at angle 0, W2 at φ) and their labels under :func:`decide`.
 
     θ1, θ2 are the angular distances from α to W1 and W2 (in [0, π]).  Default α: n points over
@@ -357,7 +520,7 @@ def circle_regions(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
     alpha = np.linspace(0.0, 2 * math.pi, n) if alpha is None else np.asarray(alpha, dtype=float)
     theta1 = angular_distance(alpha, 0.0)
     theta2 = angular_distance(alpha, phi)
-    return alpha, decide(theta1, theta2, m1, m2, m3)
+    return alpha, decide(theta1, theta2, m1, m2, m3, curve=curve)
 
 
 def angular_distance(a, b) -> np.ndarray:
@@ -431,8 +594,15 @@ def softmax_flip_radius(angle: float, w1, w2, b1: float = 0.0, b2: float = 0.0) 
 
 
 def curve_params(curve: Fig4bCurve) -> dict[str, Any]:
-    """The parameters of a curve as a plain dict (for JSON)."""
-    return {k: (int(v) if k == "m" else float(v)) for k, v in curve.params.items()}
+    """The parameters of a curve as a plain dict (for JSON): a loss curve also gives its loss, norm and state."""
+    def plain(k: str, v: Any) -> Any:
+        return v if isinstance(v, bool) else int(v) if k in ("m", "k") else float(v)
+
+    out = {k: plain(k, v) for k, v in curve.params.items()}
+    if curve.kind == "loss":
+        out = {"loss": curve.loss, **out, **({"norm": curve.norm} if curve.norm is not None else {}),
+               **({"state": dict(curve.state)} if curve.state else {})}
+    return out
 
 
 # Best possible minimum angle between n unit vectors (degrees): 2-D is 360/n; 3-D is the Tammes problem.

@@ -386,6 +386,17 @@ class LiveSession:
         """Names of structural settings that differ from the ones the trainers were built with."""
         return [k for k in structure if structure[k] != self.structure.get(k)]
 
+    def state_curves(self, i: int = 0) -> dict[str, np.ndarray]:
+        """The loss's running state over the steps of trainer i (``steps`` and one array per quantity; none for a
+        loss without state)."""
+        rows = [r for r in self.scalars[i] if r.get("state")]
+        if not rows:
+            return {}
+        out = {"steps": np.array([r["step"] for r in rows], dtype=float)}
+        for key in rows[-1]["state"]:
+            out[key] = np.array([r["state"].get(key, np.nan) for r in rows], dtype=float)
+        return out
+
     def own(self) -> list[Any]:
         """Make the run this session's own before changing its settings, and return its trainers.
 

@@ -48,6 +48,7 @@ loss's fused path against autograd, and tests/test_margin_api.py shows a test-on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,10 +76,13 @@ from .margin import (
 
 __all__ = [
     "LOSSES", "LOSS_PARAMS", "PARAM_NAMES", "LossInfo", "LossParam", "Margin", "MarginInput", "MarginOut",
-    "MarginLoss", "SubcentreMarginLoss", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
-    "a_softmax_target", "combined_margin", "declare_param", "extension_offset", "extension_threshold",
-    "loss_defaults", "loss_margins", "make_loss", "make_margin", "margin_cross_entropy", "register_loss",
-    "target_logit", "target_logit_slope", "triplet_term"
+    "MarginLoss", "SubcentreMarginLoss", "SubcentreCleaning", "AFTER_ARCFACE", "clean_subcentres", "adacos_margin",
+    "adaface_margin", "curricularface_margin", "elastic_margins", "elasticface_arc_margin",
+    "elasticface_cos_margin", "magface_margin", "a_softmax_lambda", "a_softmax_margin", "a_softmax_psi",
+    "a_softmax_target", "combined_margin", "combined_margins", "curricular_negative", "declare_param",
+    "extension_offset", "extension_threshold", "loss_defaults", "loss_margins", "loss_target_curve", "make_loss",
+    "pair_logits", "make_margin", "margin_cross_entropy", "register_loss", "target_logit", "target_logit_slope",
+    "triplet_term"
 ]
 
 _EPS = EPS
@@ -280,7 +284,7 @@ def _register_regularised(base: str | None, regs: tuple[str, ...], label: str | 
     register_loss(name, label=label or " + ".join([info.label] * bool(info.label) + [_REG_LABEL[r] for r in regs]),
                   summary=summary, head=info.head, margin=info.margin, params=params, paper=paper, low_dim=low_dim,
                   regularisers=regs, presets=info.presets, state=info.state, norms=info.norms, fused=info.fused,
-                  subcentres=info.subcentres, modifiers=())  # the base's modifiers are in its params
+                  subcentres=info.subcentres, check=info.check, modifiers=())  # the base's modifiers: in its params
 
 
 # The paper's own names: Intra-Loss (L5) and Inter-Loss (L6) are Norm-Softmax plus the term.
@@ -291,6 +295,286 @@ for _base in ("arcface", "norm_softmax"):
     for _regs in (("intra",), ("inter",), ("intra", "inter")):
         _register_regularised(_base, _regs)
 _register_regularised("arcface", ("triplet",))
+
+
+# ---------------------------------------------------------------------------------------------
+# After ArcFace: the margin family people train with today (issue 14).  Each loss is a margin function and a
+# registry entry; the docstrings say what the official code does and where this implementation differs.
+
+for _param in (
+    LossParam("k", "int", 3, "K sub-centres", "Sub-center ArcFace: centres per class; cos θ_j is the nearest one.",
+              min=1, max=5, step=1, base=1, structural=True),
+    LossParam("l_a", "float", 0.5, "l_a (lowest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
+              min=0.5, max=100.0, step=0.5, format="%.1f", base=10.0),
+    LossParam("u_a", "float", 5.0, "u_a (highest norm)", "MagFace: feature norms are clamped to [l_a, u_a].",
+              min=1.0, max=200.0, step=0.5, format="%.1f", base=110.0),
+    LossParam("l_m", "float", 0.1, "l_m (margin at l_a)", "MagFace: the angular margin at the lowest norm l_a.",
+              min=0.0, max=1.0, step=0.01, format="%.2f", base=0.45),
+    LossParam("u_m", "float", 0.3, "u_m (margin at u_a)", "MagFace: the angular margin at the highest norm u_a.",
+              min=0.0, max=1.0, step=0.01, format="%.2f", base=0.8),
+    LossParam("lambda_g", "float", 1.0, "λ_g (norm regulariser)",
+              "MagFace: weight of g(a) = a/u_a² + 1/a, which rewards large norms.",
+              min=0.0, max=100.0, step=0.5, format="%.1f", base=35.0),
+    LossParam("h", "float", 0.333, "h (norm influence)", "AdaFace: how far the normalised feature norm moves "
+              "the margin; 0 makes AdaFace CosFace.", min=0.0, max=1.0, step=0.01, format="%.3f", base=0.333),
+    LossParam("t_alpha", "float", 0.01, "t_α (running-mean rate)", "AdaFace: rate of the running mean and std of "
+              "the feature norms.", min=0.0, max=1.0, step=0.005, format="%.3f", base=0.01),
+    LossParam("sigma", "float", 0.05, "σ (margin spread)", "ElasticFace: each sample's margin is drawn from "
+              "N(m, σ²); 0 gives ArcFace or CosFace.", min=0.0, max=0.2, step=0.0025, format="%.4f", base=0.0,
+              ramp=True),
+    LossParam("plus", "bool", False, "ElasticFace+ (sorted margins)",
+              "Give the larger margins to the samples closer to their centre.", base=False),
+):
+    declare_param(_param)
+
+_ADA_EPS = 1e-3  # AdaFace's ε: the angle is kept in [ε, π − ε], the std gets + ε
+
+
+def _maximum(a: Any, b: Any) -> Any:
+    """max(a, b) for numbers, or elementwise for per-model tensors."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
+    return max(a, b)
+
+
+def _arc(b: MarginInput, m: Any, easy: bool = False) -> MarginOut:
+    """ArcFace's target cos(θ_y + m) with insightface's extension cos θ − m·sin m past π − m (or the easy
+    margin), for a margin m that is a number or a per-sample tensor (…, B, 1); the slope when ``b.analytic``."""
+    th = b.theta_y
+    target = target_logit(th, 1.0, m, 0.0, monotonic=True, easy_margin=easy)
+    slope = target_logit_slope(th, 1.0, m, 0.0, easy_margin=easy) * b.dtheta_y if b.analytic else None
+    return MarginOut(target, slope)
+
+
+def _arc_dm(th: torch.Tensor, m: torch.Tensor, easy: bool) -> torch.Tensor:
+    """∂/∂m of :func:`_arc`'s target: −sin(θ + m), −(sin m + m·cos m) on the extension, 0 where easy keeps cos θ."""
+    if easy:
+        return torch.where(torch.cos(th) > 0, -torch.sin(th + m), torch.zeros_like(th))
+    return torch.where(th <= math.pi - m, -torch.sin(th + m), -(torch.sin(m) + m * torch.cos(m)))
+
+
+def adacos_margin(b: MarginInput) -> MarginOut:
+    """AdaCos (Zhang et al. 2019): no margin; the scale adapts.  s starts at √2·ln(C − 1); on each training
+    forward, before the loss,
+
+        s ← ln(B_avg) / cos(min(π/4, θ_med)),   B_avg = mean_i Σ_{j≠y_i} e^{s_old·cos θ_ij},
+
+    θ_med the batch median of θ_y (the lower median for an even batch, as torch.median).  There is no official
+    code; the widely used 4uiiurz1/pytorch-adacos takes the median over *every* angle of the batch (all classes)
+    and updates s in evaluation too: here θ_med is the median of the target angles (the paper's definition) and
+    s moves in training mode only.  B_avg is a logsumexp per shard, summed across ranks in float64 after
+    shifting by s_old (no overflow); s is kept ≥ 1, because at C = 2 the formula's fixed point is s = 0, where
+    nothing trains.  In Partial FC the sum over the classes spans the ranks (as it would over one GPU's whole
+    classifier); with sample_rate < 1 it runs over the sampled negatives only.
+    """
+    s_old = b.state["s"]
+    if b.training:
+        z = s_old * b.cos  # every logit at the old scale, the targets (of this shard's rows) left out of the sum
+        z = z.scatter(-1, b.cols, torch.where(b.owned, float("-inf"), z.gather(-1, b.cols)))
+        part = torch.logsumexp(z, dim=(-2, -1), keepdim=True)  # this shard's log Σ_i Σ_{j≠y_i} e^{s_old·cos θ_ij}
+        rows = b.cos.shape[-2]
+        total = b.reduce(torch.exp((part - s_old).double()))  # ≤ rows·classes: no overflow, summed over ranks
+        log_b_avg = s_old + torch.log(total / rows)
+        th_med = b.theta_y.median(dim=-2, keepdim=True).values.clamp(max=math.pi / 4)
+        s_new = torch.nan_to_num(log_b_avg / torch.cos(th_med).double(), nan=1.0, neginf=1.0).clamp(min=1.0)
+        b.update("s", s_new.float())
+    return MarginOut(b.cos_y, 1.0, scale=b.state["s"])
+
+
+def magface_margin(b: MarginInput) -> MarginOut:
+    """MagFace (Meng et al. 2021): the margin grows with the feature norm a = ‖x‖ (not detached).
+
+        a ← clamp(a, l_a, u_a),  m(a) = l_m + (u_m − l_m)(a − l_a)/(u_a − l_a),  target cos(θ_y + m(a)),
+        loss = CE + λ_g·mean_i g(a_i),  g(a) = a/u_a² + 1/a.
+
+    As the official MagLinear, ``easy_margin=True`` (the default) keeps cos θ where cos θ ≤ 0; without it the
+    target follows insightface's extension cos θ − m·sin m past π − m.  The clamp passes no gradient outside
+    [l_a, u_a] (as torch.clamp in the official code), so g(a) pushes only norms inside.  The paper's convexity
+    condition is λ_g ≥ s·u_a²·l_a²·(u_m − l_m)/((u_a − l_a)(u_a² − l_a²)); the official trainer prints it.
+    Building the loss requires 0 < l_a < u_a; a live change to u_a ≤ l_a holds the norm at l_a with the margin
+    l_m (finite, but no norm signal).
+    """
+    p = b.p  # building the loss checks 0 < l_a < u_a; a trainer's later change is made safe here
+    lo, hi = p.l_a, _maximum(p.u_a, p.l_a)
+    raw = b.norms
+    a = raw.clamp(lo, hi)
+    inside = (raw >= lo) & (raw <= hi)  # where torch.clamp passes the gradient (ends included)
+    k = (p.u_m - p.l_m) / _maximum(hi - lo, 1e-6)
+    m = p.l_m + k * (a - lo)
+    out = _arc(b, m, bool(p.easy_margin))
+    out.extra = (p.lambda_g * (a / hi ** 2 + 1.0 / a)).mean(dim=(-2, -1))  # (…): per model
+    if b.analytic:
+        out.norm_slope = _arc_dm(b.theta_y, m, bool(p.easy_margin)) * (k * inside)
+        out.extra_norm_slope = p.lambda_g * (1.0 / hi ** 2 - 1.0 / a ** 2) * inside / raw.shape[-2]
+    return out
+
+
+def adaface_margin(b: MarginInput) -> MarginOut:
+    """AdaFace (Kim et al. 2022, official mk-minchul/AdaFace ``head.py``): the margin follows the feature norm,
+    detached and clipped to [0.001, 100].  In training mode the running mean μ (starts 20) and std σ (starts
+    100, the batch's unbiased std) are updated first: μ ← t_α·mean + (1 − t_α)·μ, likewise σ; then
+
+        ẑ = clip(h·(a − μ)/(σ + ε), −1, 1),   target = cos(clip(θ_y − m·ẑ, ε, π − ε)) − (m + m·ẑ),   ε = 10⁻³.
+
+    A batch of one sample has no std: σ then stays.  The official code also clamps every cosine to
+    [−1 + ε, 1 − ε] before arccos; here only the target angle is clipped (other logits differ only where
+    |cos θ_j| > 0.999).  In Partial FC μ and σ come from the whole gathered batch on every rank; the official
+    code (a replicated head under DDP, which broadcasts buffers from rank 0 each step) uses rank 0's own batch.
+    """
+    p = b.p
+    a = b.norms.clamp(0.001, 100.0)
+    if b.training:
+        alpha = p.t_alpha
+        mean = b.mean(a)
+        b.update("batch_mean", alpha * mean + (1.0 - alpha) * b.state["batch_mean"])
+        n = a.shape[-2]
+        if n > 1:
+            std = (((a - mean) ** 2).sum(dim=-2, keepdim=True) / (n - 1)).sqrt()
+            b.update("batch_std", alpha * std + (1.0 - alpha) * b.state["batch_std"])
+    z = (p.h * (a - b.state["batch_mean"]) / (b.state["batch_std"] + _ADA_EPS)).clamp(-1.0, 1.0)
+    m = p.m2
+    shifted = b.theta_y - m * z
+    angle = shifted.clamp(_ADA_EPS, math.pi - _ADA_EPS)
+    out = MarginOut(torch.cos(angle) - (m + m * z))
+    if b.analytic:
+        out.slope = -torch.sin(angle) * b.dtheta_y * (angle == shifted)
+    return out
+
+
+def curricular_negative(cos: Any, t: Any) -> Any:
+    """CurricularFace's logit of a hard negative, cos θ_j·(t + cos θ_j) (numpy or torch)."""
+    return cos * (t + cos)
+
+
+def curricularface_margin(b: MarginInput) -> MarginOut:
+    """CurricularFace (Huang et al. 2020, official HuangYG123/CurricularFace ``head/metrics.py``).
+
+    Target cos(θ_y + m) with the fallback cos θ − m·sin m past π − m.  The running t ← 0.01·mean(cos θ_y) +
+    0.99·t (starting at 0) is updated *before* use, as in the official code, and every negative harder than the
+    target, cos θ_j > cos(θ_y + m) (the formula without the fallback, as the official mask), becomes
+    cos θ_j·(t + cos θ_j): early in training (t ≈ 0) hard negatives count less, later (t → 1) more.  The official
+    code updates t in evaluation too; here only in training mode.  In Partial FC t is the mean over the whole
+    gathered batch on every rank; the official head is replicated under DDP (t broadcast from rank 0, updated
+    with each rank's own batch).
+    """
+    b.update("t", 0.01 * b.mean(b.cos_y) + 0.99 * b.state["t"])
+    t = b.state["t"]
+    m = b.p.m2
+    out = _arc(b, m)
+    cos = b.cos
+    hard = cos > torch.cos(b.theta_y + m)
+    shifted = cos + t
+    out.others = torch.where(hard, cos * shifted, cos)  # curricular_negative, with t + cos kept for the slope
+    if b.analytic:
+        out.others_slope = torch.where(hard, shifted.add_(cos), 1.0)  # t + 2·cos θ_j
+    return out
+
+
+def elastic_margins(b: MarginInput, mean: Any) -> Any:
+    """ElasticFace's per-sample margins m_i ~ N(mean, σ²) from torch's default generator (a seed fixes them).
+
+    ``plus`` (ElasticFace+): the drawn margins are sorted and the k-th largest goes to the sample with the k-th
+    largest cos θ_y, so samples closer to their centre get the larger margins, monotonically.  The official code
+    (fdbtrs/ElasticFace ``utils/losses.py``) sorts the margins ascending and the cosines descending and then
+    indexes ``margin[order]`` row by row: that applies the sorting permutation instead of its inverse, so its
+    margins are *not* monotone in cos θ_y (tests/test_losses_after_arcface.py shows a batch where they are not).
+    With σ = 0 (a number) nothing is drawn and the margin is ``mean``.  The margins are kept as ``last_margins``.
+    """
+    sigma = b.p.sigma
+    if not torch.is_tensor(sigma) and sigma == 0:
+        b.keep("last_margins", torch.full_like(b.cos_y, float(mean)) if not torch.is_tensor(mean) else
+               mean.expand_as(b.cos_y))
+        return mean
+    m = mean + sigma * torch.randn(b.cos_y.shape, device=b.cos_y.device)
+    if b.p.plus:
+        ranks = b.cos_y.argsort(dim=-2).argsort(dim=-2)
+        m = m.sort(dim=-2).values.gather(-2, ranks)
+    b.keep("last_margins", m)
+    return m
+
+
+def elasticface_arc_margin(b: MarginInput) -> MarginOut:
+    """ElasticFace-Arc: cos(θ_y + m_i), m_i ~ N(m2, σ²) per sample (:func:`elastic_margins`).  The official code
+    has no extension past π − m_i (its cos(θ + m_i) turns back up); here insightface's cos θ − m_i·sin m_i, so
+    that σ = 0 is exactly this repository's ArcFace."""
+    return _arc(b, elastic_margins(b, b.p.m2))
+
+
+def elasticface_cos_margin(b: MarginInput) -> MarginOut:
+    """ElasticFace-Cos: cos θ_y − m_i, m_i ~ N(m3, σ²) per sample (:func:`elastic_margins`); σ = 0 is CosFace."""
+    return MarginOut(b.cos_y - elastic_margins(b, b.p.m3), 1.0)
+
+
+def _holds(condition: Any) -> bool:
+    return bool(torch.as_tensor(condition).all())
+
+
+def _magface_check(p: Any) -> str | None:
+    if not _holds(p.l_a > 0):
+        return f"l_a must be > 0 (g(a) has 1/a), got {p.l_a}"
+    return None if _holds(p.u_a > p.l_a) else f"u_a must be above l_a, got l_a = {p.l_a}, u_a = {p.u_a}"
+
+
+def _adaface_check(p: Any) -> str | None:
+    if not _holds((p.t_alpha >= 0) & (p.t_alpha <= 1) if torch.is_tensor(p.t_alpha) else 0 <= p.t_alpha <= 1):
+        return f"t_alpha must be in [0, 1], got {p.t_alpha}"
+    return None if _holds(p.h >= 0) else f"h must be ≥ 0, got {p.h}"
+
+
+def _sigma_check(p: Any) -> str | None:
+    return None if _holds(p.sigma >= 0) else f"sigma must be ≥ 0, got {p.sigma}"
+
+
+_LOW = {"s": 16.0}
+register_loss("subcenter_arcface", **_COSINE, params=("s", "m2", "k"), subcentres="k",
+              paper={"s": 64.0, "m2": 0.5, "k": 3}, low_dim={**_LOW, "m2": 0.2, "k": 3},
+              label="Sub-center ArcFace",
+              summary="K centres per class, cos θ_j = max_k cos(x, W_jk), then ArcFace: noisy samples settle at "
+                      "non-dominant sub-centres (Deng et al. 2020).",
+              presets={"Sub-center ArcFace (K = 3)": {"m2": 0.5, "k": 3}})
+register_loss("adacos", margin=adacos_margin, state={"s": lambda c: math.sqrt(2.0) * math.log(c - 1)},
+              modifiers=("interclass_filtering_threshold",),  # no margin to detach
+              label="AdaCos", summary="No margin; the scale s adapts to the batch: s ← ln(B_avg)/cos(min(π/4, "
+                                      "θ_med)), from √2·ln(C − 1) (Zhang et al. 2019).",
+              presets={"AdaCos": {}})
+register_loss("magface", margin=magface_margin, norms="grad", check=_magface_check,
+              params=("s", "l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin"),
+              paper={"s": 64.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0,
+                     "easy_margin": True},
+              low_dim={**_LOW, "l_a": 0.5, "u_a": 5.0, "l_m": 0.1, "u_m": 0.3, "lambda_g": 1.0, "easy_margin": True},
+              label="MagFace",
+              summary="Margin m(a) grows with the feature norm a, plus λ_g·g(a) rewarding large norms: easy samples "
+                      "get long features, hard ones short (Meng et al. 2021).",
+              presets={"MagFace (MS1MV2)": {"l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0}})
+register_loss("adaface", margin=adaface_margin, norms="detached", check=_adaface_check,
+              state={"batch_mean": 20.0, "batch_std": 100.0},
+              params=("s", "m2", "h", "t_alpha"),
+              paper={"s": 64.0, "m2": 0.4, "h": 0.333, "t_alpha": 0.01},
+              low_dim={**_LOW, "m2": 0.2, "h": 0.333, "t_alpha": 0.01},
+              label="AdaFace",
+              summary="The feature norm (a proxy for image quality) moves the margin between angular and "
+                      "additive: hard, low-norm samples are pushed less (Kim et al. 2022).",
+              presets={"AdaFace (MS1MV2)": {"m2": 0.4, "h": 0.333, "t_alpha": 0.01}})
+register_loss("curricularface", margin=curricularface_margin, state={"t": 0.0}, params=("s", "m2"),
+              paper={"s": 64.0, "m2": 0.5}, low_dim={**_LOW, "m2": 0.2},
+              label="CurricularFace",
+              summary="ArcFace's target; hard negatives cos θ_j > cos(θ_y + m) become cos θ_j·(t + cos θ_j) with t "
+                      "a running mean of cos θ_y: easy samples first, hard ones later (Huang et al. 2020).",
+              presets={"CurricularFace": {"m2": 0.5}})
+_ELASTIC = (("arc", elasticface_arc_margin, "m2", 0.5, 0.2, 0.0175, "ArcFace"),  # (kind, margin, its parameter, paper
+             ("cos", elasticface_cos_margin, "m3", 0.35, 0.15, 0.02, "CosFace"))  # and lesson mean, σ of the + preset)
+for _kind, _fn, _m, _mean, _low, _plus_sigma, _base in _ELASTIC:
+    _label = f"ElasticFace-{_kind.title()}"
+    register_loss(f"elasticface_{_kind}", margin=_fn, check=_sigma_check, params=("s", _m, "sigma", "plus"),
+                  paper={"s": 64.0, _m: _mean, "sigma": 0.05, "plus": False},
+                  low_dim={**_LOW, _m: _low, "sigma": 0.05, "plus": False}, label=_label,
+                  summary=f"{_base} with each sample's margin drawn from N({_m}, σ²) (Boutros et al. 2022).",
+                  presets={_label: {_m: _mean, "sigma": 0.05, "plus": False},
+                           f"{_label}+": {_m: _mean, "sigma": _plus_sigma, "plus": True}})
+
+#: the losses after ArcFace (issue 14), in the order the lessons list them
+AFTER_ARCFACE = ("subcenter_arcface", "adacos", "magface", "adaface", "curricularface", "elasticface_arc",
+                 "elasticface_cos")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,17 +728,66 @@ class SubcentreMarginLoss(MarginLoss):
         return self.subcentres[rows, self.subcentre_hits.argmax(dim=1)]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.long()
+        self.last_nearest = None
+        loss = super().forward(embeddings, labels)
         if self.training:
-            self._count_hits(embeddings, labels.long())
-        return super().forward(embeddings, labels)
+            self._count_hits(embeddings, labels)
+        return loss
 
     @torch.no_grad()
     def _count_hits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        x = F.normalize(embeddings.float(), dim=-1)
-        own = F.normalize(self.subcentres[labels].float(), dim=-1)  # (B, K, d)
-        nearest = (own @ x.unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
-        self.subcentre_hits.index_put_((labels, nearest), torch.ones_like(nearest, dtype=torch.float32),
+        """Add one to each sample's nearest sub-centre of its class: the fused node's (``last_nearest``), else
+        computed here (the autograd path)."""
+        nearest = self.last_nearest
+        if nearest is None or nearest.shape != labels.shape:
+            own = F.normalize(self.subcentres.detach().float(), dim=-1)[labels]  # (B, K, d)
+            nearest = (own @ embeddings.detach().float().unsqueeze(-1)).squeeze(-1).argmax(dim=-1)
+        self.subcentre_hits.index_put_((labels, nearest), torch.ones_like(nearest, dtype=self.subcentre_hits.dtype),
                                        accumulate=True)
+
+
+@dataclass(frozen=True)
+class SubcentreCleaning:
+    """The result of :func:`clean_subcentres` (tensors on the loss's device).
+
+    dominant (C,) each class's dominant sub-centre; nearest (N,) the own-class sub-centre nearest to each sample;
+    at_dominant (N,) the nearest one is the dominant one; angle_deg (N,) each sample's angle to its class's
+    dominant sub-centre; keep (N,) angle ≤ the threshold; centres (C, d) the normalised dominant sub-centres
+    (what is left after dropping the others).
+    """
+
+    dominant: torch.Tensor
+    nearest: torch.Tensor
+    at_dominant: torch.Tensor
+    angle_deg: torch.Tensor
+    keep: torch.Tensor
+    centres: torch.Tensor
+
+
+@torch.no_grad()
+def clean_subcentres(loss: MarginLoss, embeddings: torch.Tensor, labels: torch.Tensor,
+                     threshold_deg: float = 75.0) -> SubcentreCleaning:
+    """Sub-center ArcFace's cleaning step (Deng et al. 2020, §3.2): after training, keep each class's dominant
+    sub-centre (the one nearest to the most of its samples, counted on ``embeddings``) and drop the others, and
+    drop the samples further than ``threshold_deg`` (75° in the paper) from their class's dominant sub-centre.
+    Classes without a sample here take the sub-centre that training counted most (``subcentre_hits``)."""
+    if not loss.info.subcentres:
+        raise ValueError(f"{loss.name!r} has one centre per class: cleaning needs sub-centres")
+    labels = labels.long()
+    sub = F.normalize(loss.subcentres.detach().float(), dim=-1)  # (C, K, d)
+    x = F.normalize(embeddings.detach().float().to(sub.device), dim=-1)
+    cos_own = (sub[labels] @ x.unsqueeze(-1)).squeeze(-1)  # (N, K)
+    nearest = cos_own.argmax(dim=-1)
+    counts = torch.zeros_like(loss.subcentre_hits, dtype=torch.float32)
+    counts.index_put_((labels, nearest), torch.ones_like(nearest, dtype=torch.float32), accumulate=True)
+    seen = counts.sum(dim=1) > 0
+    dominant = torch.where(seen, counts.argmax(dim=1), loss.subcentre_hits.float().argmax(dim=1))
+    cos_dom = cos_own.gather(1, dominant[labels][:, None])[:, 0]
+    angle = torch.rad2deg(theta(cos_dom))
+    rows = torch.arange(len(dominant), device=sub.device)
+    return SubcentreCleaning(dominant, nearest, nearest == dominant[labels], angle, angle <= threshold_deg,
+                             sub[rows, dominant])
 
 
 def make_loss(name: str, num_classes: int, embedding_dim: int, **params: Any) -> MarginLoss:
@@ -474,12 +807,82 @@ def make_margin(name: str, *, num_classes: int | None = None, batch_shape: tuple
     return Margin(LOSSES[name], num_classes=num_classes, batch_shape=batch_shape, **params)
 
 
+def _lesson_margin(name: str, params: dict[str, Any] | None, state: dict[str, float] | None) -> Margin:
+    """A loss's margin in evaluation mode with ``params`` and the running ``state`` given, for the lessons'
+    curves: ElasticFace draws no margin (σ = 0), so its m2/m3 is the curve's margin."""
+    params = dict(params or {})
+    if "sigma" in LOSSES[name].params:
+        params["sigma"] = 0.0
+    margin = make_margin(name, num_classes=3, **params).eval()
+    for key, value in (state or {}).items():
+        getattr(margin, key).fill_(float(value))
+    return margin
+
+
+def loss_target_curve(name: str, theta: Any, params: dict[str, Any] | None = None, *, norm: float | None = None,
+                      state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(f(θ), df/dθ) of loss ``name``'s target logit before the scale, from its own margin function: the curve the
+    loss trains with, for the lessons' figures.  ``params`` override the paper's defaults (ElasticFace draws no
+    margin here: σ is taken as 0, pass m2/m3 for the mean or a band's edge); ``norm`` is the feature norm a of a
+    norm-aware loss; ``state`` sets running state (AdaFace's batch_mean, batch_std).  θ in radians (numpy)."""
+    margin = _lesson_margin(name, params, state)
+    with torch.enable_grad():
+        th = torch.as_tensor(np.asarray(theta, dtype=np.float32)).reshape(-1).requires_grad_(True)
+        cos = torch.cos(th).unsqueeze(-1)
+        norms = None
+        if margin.info.norms is not None:
+            if norm is None:
+                raise ValueError(f"{name} reads the feature norm: give norm=")
+            norms = torch.full_like(cos, float(norm))
+        target = margin.target_output(cos, norms).target.reshape(-1)
+        (slope,) = torch.autograd.grad(target.sum(), th)
+    shape = np.shape(theta)
+    return target.detach().numpy().reshape(shape), slope.numpy().reshape(shape)
+
+
+@torch.no_grad()
+def pair_logits(name: str, theta_own: Any, theta_other: Any, params: dict[str, Any] | None = None, *,
+                norm: float | None = None, state: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes (Fig. 5): for a sample θ_own from its class's centre and θ_other from the other's, the two
+    logits before the scale as loss ``name`` computes them (target f, and the other class's logit, which
+    CurricularFace changes), from its own margin function; arrays broadcast.  Arguments as
+    :func:`loss_target_curve` (ElasticFace at its mean margin)."""
+    margin = _lesson_margin(name, params, state)
+    own, other = np.broadcast_arrays(np.asarray(theta_own, dtype=np.float32), np.asarray(theta_other, np.float32))
+    cos = torch.cos(torch.as_tensor(np.stack([own.reshape(-1), other.reshape(-1)], axis=-1)))
+    norms = None if margin.info.norms is None else torch.full((len(cos), 1), float(norm if norm is not None else 1))
+    logits = margin.unscaled_logits(cos, torch.zeros(len(cos), dtype=torch.long), norms).numpy()
+    return logits[:, 0].reshape(own.shape).astype(float), logits[:, 1].reshape(own.shape).astype(float)
+
+
 def loss_defaults(name: str, low_dim: bool = False) -> dict[str, Any]:
     """The paper's defaults, or the ones that train in 2-D/3-D (smaller s and margins)."""
     return LOSSES[name].defaults(low_dim)
 
 
+def combined_margins(margin: Margin) -> tuple[Any, Any, Any] | None:
+    """(m1, m2, m3) after the warm-up ramp when ``margin``'s target is exactly the combined margin with plain
+    negatives and one centre per class (its margin function is :func:`combined_margin`): what the lessons' margin
+    rings draw.  None for every other loss (norm-aware, random, sub-centre or changed-negative margins)."""
+    info = margin.info
+    if info.margin is not combined_margin or info.subcentres:
+        return None
+    return margin.effective_margins()
+
+
+#: the combined margin (m1, m2, m3) that a loss whose margin moves per sample amounts to, from its settings
+_TYPICAL_MARGINS = {
+    "adaface": lambda v: (1.0, 0.0, float(v["m2"])),  # at the running mean norm (ẑ = 0): cos θ − m
+    "magface": lambda v: (1.0, float(v["l_m"]), 0.0),  # its smallest margin, at the norm l_a
+}
+
+
 def loss_margins(name: str, values: dict[str, Any]) -> tuple[float, float, float]:
-    """(m1, m2, m3) of a cosine-family loss from a dict of settings; margins the loss does not use are neutral."""
+    """(m1, m2, m3) of a cosine-family loss from a dict of settings; margins the loss does not use are neutral.
+
+    ElasticFace's are its mean margin, CurricularFace's its target's; AdaFace gives its margin at the mean
+    norm, cos θ − m2, and MagFace its smallest, cos(θ + l_m)."""
+    if name in _TYPICAL_MARGINS:
+        return _TYPICAL_MARGINS[name](values)
     used = LOSSES[name].params
     return tuple(float(values[k]) if k in used else d for k, d in (("m1", 1.0), ("m2", 0.0), ("m3", 0.0)))

@@ -53,6 +53,8 @@ class LossParam:
     from ``base`` (no margin) to its value: v_eff = base + margin_scale·(v − base).  ``modifier=True`` marks a
     general modifier that :class:`Margin` applies around any margin function (``detach_margin``,
     ``interclass_filtering_threshold``): :func:`register_loss` adds it to every loss that has a margin function.
+    ``structural=True`` marks a parameter that shapes the loss's tensors (the K of sub-centres): a running trainer
+    cannot take a new value, the lessons rebuild it (Reset).
     """
 
     name: str
@@ -67,6 +69,7 @@ class LossParam:
     base: Any = None
     ramp: bool = False
     modifier: bool = False  # a general modifier of the margin runner: every loss with a margin function gets it
+    structural: bool = False  # shapes the loss's tensors (K sub-centres): a new value needs a new loss
 
     def cast(self, value: Any) -> Any:
         """The value as this parameter's Python type; tensors (per-model values) pass unchanged."""
@@ -94,6 +97,7 @@ class LossInfo:
     norms: str | None = None  # the margin reads the feature norms: "detached" or "grad" (with their gradient)
     fused: bool = True  # the margin function returns its derivatives: train with the fused node
     subcentres: str | None = None  # the int parameter that gives K centres per class (cos θ_j = max over k)
+    check: Callable[[Any], str | None] | None = None  # the parameters' condition: a message when they cannot work
 
     @property
     def has_centres(self) -> bool:
@@ -122,13 +126,15 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
                   regularisers: tuple[str, ...] = (), presets: Mapping[str, dict] | None = None,
                   state: Mapping[str, float | Callable[[int], float]] | None = None, norms: str | None = None,
                   fused: bool = True, subcentres: str | None = None,
-                  modifiers: tuple[str, ...] | None = None) -> LossInfo:
+                  modifiers: tuple[str, ...] | None = None,
+                  check: Callable[[Any], str | None] | None = None) -> LossInfo:
     """Add a loss to :data:`LOSSES`: the lessons, the CLI, ``make_loss`` and Partial FC pick it up from here.
 
     ``params`` are the parameters the loss uses (declared with :func:`declare_param`), ``paper`` and ``low_dim``
     their defaults at paper scale and in the 2-D/3-D lessons.  See :class:`LossInfo` for the other fields.
     A loss with a margin function also gets the general ``modifiers`` (None: every parameter declared with
-    ``modifier=True``), appended to ``params``.
+    ``modifier=True``), appended to ``params``.  ``check(p)`` reads the parameters (``p.l_a``, …) and returns a
+    message when they cannot work (e.g. a norm bound ≤ 0): building the loss then raises ValueError with it.
     """
     if margin is not None:
         mods = tuple(k for k, p in LOSS_PARAMS.items() if p.modifier) if modifiers is None else tuple(modifiers)
@@ -149,7 +155,7 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
         raise ValueError(f"loss {name!r}: subcentres must name one of its int parameters")
     info = LossInfo(name=name, label=label, head=head, regularisers=tuple(regularisers), params=tuple(params),
                     paper=paper, low_dim=low_dim, summary=summary, presets=dict(presets or {}), margin=margin,
-                    state=dict(state or {}), norms=norms, fused=fused, subcentres=subcentres)
+                    state=dict(state or {}), norms=norms, fused=fused, subcentres=subcentres, check=check)
     LOSSES[name] = info
     return info
 
@@ -337,13 +343,20 @@ class Margin(nn.Module):
         self.info, self.name = info, info.name
         values = {k: p.base for k, p in LOSS_PARAMS.items() if k not in info.state}
         values.update(info.paper)
-        values.update({k: v for k, v in params.items() if v is not None})
+        values.update({k: v for k, v in params.items() if v is not None and k not in info.state})
         for k, v in values.items():
             setattr(self, k, v)
         self.margin_scale = 1.0
+        if info.subcentres and not bool((torch.as_tensor(self.centres) >= 1).all()):
+            raise ValueError(f"{info.subcentres} (sub-centres per class) must be ≥ 1, got {self.centres}")
+        problem = info.check(self) if info.check else None
+        if problem:
+            raise ValueError(f"{info.label}: {problem}")
         shape = (*batch_shape, 1, 1) if batch_shape else ()
         for k, v in info.state.items():
-            if callable(v):
+            if params.get(k) is not None:  # a parameter named like a state (AdaCos's s) sets its initial value
+                v = params[k]
+            elif callable(v):
                 if num_classes is None:
                     raise ValueError(f"the state {k!r} of {info.name!r} starts from the number of classes: "
                                      "give num_classes")
@@ -360,6 +373,14 @@ class Margin(nn.Module):
     def centres(self) -> int:
         """K, the centres per class (1 unless the loss has sub-centres)."""
         return int(getattr(self, self.info.subcentres)) if self.info.subcentres else 1
+
+    def state_values(self) -> dict[str, float | list[float]]:
+        """The running state as plain numbers (one per model of a batched step): for logs and the live pages."""
+        out: dict[str, float | list[float]] = {}
+        for k in self.info.state:
+            v = self._buffers[k].detach().float().cpu()
+            out[k] = float(v) if v.numel() == 1 else v.flatten().tolist()
+        return out
 
     def effective_margins(self) -> tuple[Any, Any, Any]:
         """(m1, m2, m3) after the warm-up ramp: (1 + a(m1 − 1), a·m2, a·m3)."""
@@ -439,6 +460,20 @@ class Margin(nn.Module):
                 out.others = cos + (out.others - cos).detach()
         scale = out.scale if out.scale is not None else b.p.s
         return assemble_logits(cos, b.cols, out, scale, b._owned), out.extra
+
+    def unscaled_logits(self, cos: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """The logits before the scale s for cosines (…, B, C) and labels, without updating the state (the target
+        logit f and, for a loss that changes them, the other classes' logits): the lessons' decision regions."""
+        cols = _columns(labels, cos)
+        b, out = self._run(cos, cos.gather(-1, cols), cols, None, norms, None, update=False, analytic=False)
+        return assemble_logits(cos, b.cols, out, 1.0)
+
+    def target_output(self, cos_y: torch.Tensor, norms: torch.Tensor | None = None) -> MarginOut:
+        """The margin function's output for target cosines (…, N, 1) alone (one column), with autograd and without
+        updating the state: the lessons' target-logit curves f(θ) at a given feature norm."""
+        cols = torch.zeros_like(cos_y, dtype=torch.long)
+        return self._run(cos_y, cos_y, cols, None, norms, None, update=False, analytic=False)[1]
 
     def margin_derivatives(self, cos: torch.Tensor, cols: torch.Tensor, norms: torch.Tensor | None,
                            update: bool) -> tuple[MarginOut, Any]:
@@ -525,7 +560,8 @@ def _project(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -> torc
 class _MarginCE(torch.autograd.Function):
     """Cosine head + margin function + cross entropy as one autograd node (the training hot path).
 
-    Forward: cos θ_j = x̂·Ŵ_j (max over sub-centres), the margin function's logits, loss = mean CE (+ extra).
+    Forward: cos θ_j = x̂·Ŵ_j (max over sub-centres), the margin function's logits, loss = mean CE (+ extra).  In
+    training mode with sub-centres it keeps each row's nearest sub-centre of its own class as ``last_nearest``.
     Backward is analytic, from the derivatives the margin function returned:
 
         G = s·(softmax − onehot)/B,   G_j ← G_j·∂others/∂cos θ_j,   G_y ← G_y·∂f/∂cos θ_y
@@ -546,6 +582,8 @@ class _MarginCE(torch.autograd.Function):
         if k > 1:
             cos, index = subcentre_max(cos, k)
         cols = _columns(labels, cos)
+        if index is not None and margin.training:  # each row's nearest sub-centre of its own class (dominance count)
+            margin.last_nearest = index.gather(-1, cols).squeeze(-1)
         out, scale = margin.margin_derivatives(cos, cols, xn if margin.info.norms else None, margin.training)
         log_p = torch.log_softmax(assemble_logits(cos, cols, out, scale), dim=-1)
         ctx.save_for_backward(x, xn, w, wn, log_p, cols)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSS_PARAMS, LOSSES, PARAM_NAMES
+from .losses import AFTER_ARCFACE, LOSS_PARAMS, LOSSES
 from .settings import FALSE_WORDS, TRUE_WORDS
 
 
@@ -329,13 +329,25 @@ CURVES_SPEC = Spec((
     *(LOSS_SPEC.subset(("s",)).with_defaults(s=64.0)),
     Param("classes", "choice", 10575, "number of classes n", "Classes in the softmax denominator.",
           choices=CLASS_COUNTS),
+    Param("after", "multi", (), "Losses after ArcFace", "Each with its paper's preset, from its own margin "
+          "function.", choices=AFTER_ARCFACE, labels={k: LOSSES[k].label for k in AFTER_ARCFACE}),
+    Param("mag_norm", "float", 60.0, "MagFace: feature norm ‖x‖", "MagFace's margin grows with the norm, from "
+          "0.45 at ‖x‖ ≤ 10 to 0.8 at ‖x‖ ≥ 110.", min=0.0, max=150.0, step=1.0, format="%.0f"),
+    Param("ada_units", "float", 1.0, "AdaFace: norm (‖x‖ − μ)/σ", "The feature norm in batch standard deviations "
+          "from the running mean: high norms (good images) get an angular margin, low ones a smaller, additive one.",
+          min=-3.0, max=3.0, step=0.1, format="%.1f"),
+    Param("detached", "bool", True, "Also the detached gradient",
+          "Draw dL/dθ with the margin computed without gradient (insightface since 2022) too, dotted."),
 ))
 
-FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined")
+FIG5_LOSSES = ("softmax", "norm_softmax", "sphereface", "cosface", "arcface", "combined", *AFTER_ARCFACE)
 MARGINS_SPEC = Spec((
     Param("loss", "choice", "arcface", "Loss", "Which loss's two-class decision margin to draw (Fig. 5).",
           choices=FIG5_LOSSES, labels={k: LOSSES[k].label for k in FIG5_LOSSES}),
     *LOSS_SPEC.subset(("m1", "m2", "m3")).with_defaults(m1=1.0, m2=0.5, m3=0.0),
+    *CURVES_SPEC.subset(("mag_norm", "ada_units")),
+    Param("curr_t", "float", 0.5, "CurricularFace: t", "The running mean of cos θ_y that scales hard negatives: "
+          "near 0 early in training, towards 1 later.", min=0.0, max=1.0, step=0.05, format="%.2f"),
     Param("phi", "float", 90.0, "angle between W1 and W2 (°)", "The angle φ between the two class centres.",
           min=5.0, max=180.0, step=1.0, format="%.0f°"),
     Param("bias", "float", 0.0, "b1 − b2 (Softmax)", "Softmax's bias difference shifts its boundary line.",
@@ -379,5 +391,6 @@ TOY_SPEC = Spec((
 ))
 
 #: what a running lesson takes between steps (a loss parameter, the learning rate, the warm-up, the steps per frame:
-#: training.LIVE_SETTINGS in spec names); any other change needs a Reset.  Every lesson page uses this list.
-LIVE_KEYS = (*PARAM_NAMES, "lr", "warmup", "steps_per_frame")
+#: training.LIVE_SETTINGS in spec names); any other change needs a Reset (so does a structural loss parameter,
+#: such as Sub-center ArcFace's K).  Every lesson page uses this list.
+LIVE_KEYS = (*(n for n, p in LOSS_PARAMS.items() if not p.structural), "lr", "warmup", "steps_per_frame")

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import stats as S
 from .image_training import ImageConfig, ImageTrainer
-from .losses import LOSSES, loss_defaults
+from .losses import AFTER_ARCFACE, LOSSES, loss_defaults
 from .params import Param, ParamError, Spec
 from .training import ToyConfig, Trainer
 
@@ -93,6 +93,10 @@ MAX_STEPS = 200_000
 HIGH_DIM_PARAMS: dict[str, dict[str, Any]] = {
     "norm_softmax": {"s": 30.0}, "arcface": {"s": 30.0, "m2": 0.5, "easy_margin": False},
     "intra": {"s": 30.0}, "inter": {"s": 30.0}, "triplet": {"margin": 0.35},
+    # the extra columns (losses after ArcFace): the paper's margins with s = 30; MagFace's norm range is the
+    # lessons' one, where a small network's features land (its paper range 10–110 suits a 512-D ResNet's)
+    **{name: {"s": 30.0} for name in AFTER_ARCFACE if name != "magface"},
+    "magface": {"s": 30.0, **{k: LOSSES["magface"].low_dim[k] for k in ("l_a", "u_a", "lambda_g")}},
 }
 
 FARS: tuple[float, ...] = (1e-2, 1e-3)
@@ -118,6 +122,10 @@ TABLE3_SPEC = Spec((
           "W-Inter. 8 or 16: closer to the paper's 512-D. d dimensions hold at most d mutually orthogonal "
           "classes: 16-D fits the 8 toy identities and the 10 digits, 8-D only the 8 toy identities.",
           choices=DIMS, labels=DIM_LABELS, widget="radio"),
+    Param("extra", "multi", (), "extra columns: losses after ArcFace",
+          "Train these too, alike (same data, seed, initial weights, batches and steps), as columns beside the "
+          "paper's five; the paper has no values for them.", choices=AFTER_ARCFACE,
+          labels={k: LOSSES[k].label for k in AFTER_ARCFACE}),
 ))
 
 
@@ -360,24 +368,28 @@ def prepare(dataset: str, seed: int = 0, dim: int = 16, *, device: str | None = 
     raise ParamError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_CHOICES)}")
 
 
-def checked_settings(dataset: str, budget_s: float, seed: int, dim: int) -> dict[str, Any]:
-    """The four settings of TABLE3_SPEC, validated (ParamError, a ValueError, on any problem) and coerced."""
-    values = TABLE3_SPEC.validate({"dataset": dataset, "budget": budget_s, "seed": seed, "dim": dim})
+def checked_settings(dataset: str, budget_s: float, seed: int, dim: int, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The settings of TABLE3_SPEC, validated (ParamError, a ValueError, on any problem) and coerced."""
+    values = TABLE3_SPEC.validate({"dataset": dataset, "budget": budget_s, "seed": seed, "dim": dim,
+                                   "extra": tuple(extra)})
     steps_for(values["dataset"], values["budget"])
     return values
 
 
 def run_table3(dataset: str = "fig3", budget_s: float = 3.0, seed: int = 0, dim: int = 16, *,
                progress: ProgressFn | None = None, steps: int | None = None, data_dir: str | None = None,
-               max_train: int | None = None, device: str | None = "cpu") -> Table3Result:
+               max_train: int | None = None, device: str | None = "cpu", extra: Sequence[str] = ()) -> Table3Result:
     """Train the five models of Table 3 and measure them (see the module docstring).
+
+    ``extra``: losses after ArcFace trained alike as more columns (named by their label; the step count stays
+    the five's, so adding columns changes none of the five).
 
     ``steps`` overrides the step count derived from ``budget_s`` (:func:`steps_for`).  ``progress(fraction,
     text)`` is called as training goes (fraction in [0, 1]).  ``device`` defaults to the CPU so that results
     match the CLI and other machines; None picks CUDA/MPS when present.  Image data sets read ``data_dir``
     (else the cache and system folders) and raise toy_data.DatasetMissing, a ValueError, when absent.
     """
-    v = checked_settings(dataset, budget_s, seed, dim)
+    v = checked_settings(dataset, budget_s, seed, dim, extra)
     dataset, seed, dim = v["dataset"], v["seed"], v["dim"]
     n_steps = steps_for(dataset, v["budget"]) if steps is None else int(steps)
     if n_steps < 1 or n_steps > MAX_STEPS:
@@ -387,8 +399,9 @@ def run_table3(dataset: str = "fig3", budget_s: float = 3.0, seed: int = 0, dim:
     report(0.0, "Preparing the data…")
     setup = prepare(dataset, seed, dim, device=device, data_dir=data_dir, max_train=max_train)
     rows: list[Table3Row] = []
-    n = len(TABLE3_LOSSES)
-    for i, (column, loss) in enumerate(TABLE3_LOSSES.items()):
+    columns = {**TABLE3_LOSSES, **{LOSSES[name].label: name for name in v["extra"]}}
+    n = len(columns)
+    for i, (column, loss) in enumerate(columns.items()):
         params = loss_params_for(loss, dim)
         report(i / n, f"Training {column} ({i + 1} of {n}, {n_steps} steps)…")
         trainer = setup.build(loss, params)
@@ -404,7 +417,7 @@ def run_table3(dataset: str = "fig3", budget_s: float = 3.0, seed: int = 0, dim:
                               seconds=trainer.seconds, final_loss=float(snap.loss)))
     report(1.0, "Done.")
     config = {"dataset": dataset, "budget_s": v["budget"], "seed": seed, "dim": dim, "steps": n_steps,
-              "device": device, "data_dir": data_dir, **setup.training}
+              "device": device, "data_dir": data_dir, "extra": list(v["extra"]), **setup.training}
     return Table3Result(config=config, rows=rows, n_train=setup.n_train, n_test=setup.n_test,
                         n_classes=setup.n_classes, seconds=time.perf_counter() - t_start)
 
@@ -524,10 +537,10 @@ def comparison_table(result: Table3Result) -> list[dict[str, Any]]:
     out = []
     for stat in S.TABLE3_ROWS:
         rec: dict[str, Any] = {"statistic": f"{stat} {S.TABLE3_ARROW[stat]}"}
-        for column in TABLE3_LOSSES:
+        for column in [*TABLE3_LOSSES, *(r.column for r in result.rows if r.column not in TABLE3_LOSSES)]:
             row = result.row(column)
             rec[column] = None if row is None else row.stats.get(stat)
-            rec[f"{column} (paper)"] = S.PAPER_TABLE3[stat][column]
+            rec[f"{column} (paper)"] = S.PAPER_TABLE3[stat].get(column)
         out.append(rec)
     return out
 
@@ -538,7 +551,7 @@ def table2_rows(result: Table3Result | None = None) -> list[dict[str, Any]]:
     ours = {}
     if result is not None:
         for row in result.rows:
-            if row.verification:
+            if row.verification and row.column in TABLE2_EQUIVALENT:
                 ours[TABLE2_EQUIVALENT[row.column]] = 100.0 * row.verification["accuracy_mean"]
     out = []
     for name, accs in S.PAPER_TABLE2.items():

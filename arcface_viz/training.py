@@ -36,7 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import pick_device
-from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defaults, make_loss
+from .losses import (
+    LOSS_PARAMS,
+    LOSSES,
+    PARAM_NAMES,
+    MarginLoss,
+    a_softmax_lambda,
+    clean_subcentres,
+    loss_defaults,
+    make_loss,
+)
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .params import LOSS_SPEC
@@ -85,11 +94,39 @@ class Snapshot:
     margin_scale: float
     lam: float
     seconds: float = 0.0  # training time so far (optimizer steps only, no snapshots)
+    state: dict[str, Any] = field(default_factory=dict)  # the loss's running state (AdaFace's μ, σ; t; AdaCos's s)
+    norms: np.ndarray | None = None  # (k,) the sample's feature norms ‖x‖ before normalising
+    subcentres: np.ndarray | None = None  # (n, K, d) L2-normalised sub-centres (a loss with sub-centres)
+    dominant: np.ndarray | None = None  # (n,) each class's dominant sub-centre, counted on the training set
+    noisy: NoisyLabels | None = None  # where the training samples with flipped labels sit (sub-centres only)
+
+    _EXTRAS = ("norms", "subcentres", "dominant", "noisy")
 
     def summary(self) -> dict[str, Any]:
-        """The scalar fields, for curves and JSON."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not isinstance(getattr(self, f.name),
-                                                                                       np.ndarray)}
+        """The scalar fields (and the state), for curves and JSON."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in self._EXTRAS and not isinstance(getattr(self, f.name), np.ndarray)}
+
+
+@dataclass
+class NoisyLabels:
+    """Sub-center ArcFace on noisy labels (Deng et al. 2020, Fig. 1): the training samples whose label was flipped
+    and where they sit.  ``embeddings`` (m, d) L2-normalised, ``labels`` (m,) their (wrong) labels,
+    ``at_dominant`` (m,) whether their nearest own-class sub-centre is the dominant one; the fractions compare the
+    flipped samples with the clean ones: at the dominant sub-centre, and dropped by the cleaning step (> 75° from
+    it)."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    at_dominant: np.ndarray
+    noisy_at_dominant: float
+    clean_at_dominant: float
+    noisy_dropped: float
+    clean_dropped: float
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
 
 
 class _Batches:
@@ -176,7 +213,7 @@ class Trainer:
                  optimizer: str = "adam", lr: float = 0.01, batch_size: int = 256, warmup_steps: int = 0,
                  anneal: bool = True, device: torch.device | str | None = None, seed: int = 0,
                  sample_size: int = 600, train_eval: tuple[Any, Any] | None = None, eval_limit: int | None = None,
-                 eval_batch_size: int = 4096, num_threads: int | None = None) -> None:
+                 eval_batch_size: int = 4096, num_threads: int | None = None, flipped=None) -> None:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -209,10 +246,15 @@ class Trainer:
             self.X_eval, self.y_eval = self.batches.X, self.batches.y
         else:
             self.X_eval = self.y_eval = None
+        # flipped: which training labels are known to be noise (in-memory data only), aligned with X_eval
+        self.flipped = None
+        if flipped is not None and train_eval is None and self.X_eval is not None:
+            self.flipped = torch.as_tensor(np.asarray(flipped, dtype=bool), device=self.device)
         if self.X_eval is not None and eval_limit is not None and len(self.y_eval) > eval_limit:
             keep = torch.as_tensor(np.sort(rng.choice(len(self.y_eval), eval_limit, replace=False)),
                                    device=self.device)
             self.X_eval, self.y_eval = self.X_eval[keep], self.y_eval[keep]
+            self.flipped = None if self.flipped is None else self.flipped[keep]
         self.has_test = X_test is not None and y_test is not None and len(y_test) > 0
         if self.has_test:
             self.X_test, self.y_test = _as_tensor(X_test, self.device), _as_tensor(y_test, self.device, torch.long)
@@ -245,6 +287,10 @@ class Trainer:
         unknown = set(params) - set(PARAM_NAMES)
         if unknown:
             raise ValueError(f"unknown loss parameter(s) {sorted(unknown)}; known: {', '.join(PARAM_NAMES)}")
+        rebuild = [k for k, v in params.items() if LOSS_PARAMS[k].structural and v is not None
+                   and LOSS_SPEC[k].coerce(v) != getattr(self.loss_fn, k)]
+        if rebuild:
+            raise ValueError(f"{', '.join(rebuild)} shape(s) the loss's centres: build a new trainer to change it")
         self._pending.update({k: LOSS_SPEC[k].coerce(v) for k, v in params.items() if v is not None})
 
     def set_warmup(self, warmup_steps: int) -> None:
@@ -367,15 +413,40 @@ class Trainer:
                 n0 = min(len(y_tr), 1024)  # bounded: the triplet term is quadratic in the batch
                 self._last_loss = float(loss_fn(emb_tr[:n0], y_tr[:n0])) if n0 else float("nan")
             centres = F.normalize(loss_fn.weight.detach().float(), dim=1)
-            return Snapshot(
+            snap = Snapshot(
                 step=self.step, loss=self._last_loss, train_acc=train_acc, test_acc=test_acc,
                 embeddings=F.normalize(sample.float(), dim=1).cpu().numpy(), labels=sample_y.cpu().numpy(),
                 centres=centres.cpu().numpy(), theta_deg=theta.float().cpu().numpy(),
                 min_centre_angle_deg=min_centre_angle_deg(centres), lr=self.lr,
                 margin_scale=float(loss_fn.margin_scale), lam=float(loss_fn.lam), seconds=self.seconds,
+                state=loss_fn.state_values(), norms=sample.float().norm(dim=1).cpu().numpy(),
             )
+            if loss_fn.info.subcentres and len(y_tr):
+                self._subcentre_view(snap, emb_tr, y_tr)
+            return snap
         finally:
             loss_fn.train()
+
+    def _subcentre_view(self, snap: Snapshot, emb_tr: torch.Tensor, y_tr: torch.Tensor) -> None:
+        """Every sub-centre, each class's dominant one (on the training set) and, where the training labels'
+        noise is known, where the flipped samples sit (:class:`NoisyLabels`)."""
+        clean = clean_subcentres(self.loss_fn, emb_tr, y_tr)
+        snap.subcentres = F.normalize(self.loss_fn.subcentres.detach().float(), dim=-1).cpu().numpy()
+        snap.dominant = clean.dominant.cpu().numpy()
+        snap.centres = clean.centres.cpu().numpy()  # W_j: the dominant sub-centres, as counted just now
+        snap.min_centre_angle_deg = min_centre_angle_deg(clean.centres)
+        flipped = self.flipped if self.flipped is not None and len(self.flipped) == len(y_tr) else None
+        if flipped is None or not bool(flipped.any()):
+            return
+
+        def share(flags: torch.Tensor, rows: torch.Tensor) -> float:
+            return float(flags[rows].float().mean()) if bool(rows.any()) else float("nan")
+
+        snap.noisy = NoisyLabels(
+            embeddings=F.normalize(emb_tr[flipped].float(), dim=1).cpu().numpy(), labels=y_tr[flipped].cpu().numpy(),
+            at_dominant=clean.at_dominant[flipped].cpu().numpy(),
+            noisy_at_dominant=share(clean.at_dominant, flipped), clean_at_dominant=share(clean.at_dominant, ~flipped),
+            noisy_dropped=share(~clean.keep, flipped), clean_dropped=share(~clean.keep, ~flipped))
 
     def _peek(self) -> tuple[torch.Tensor, torch.Tensor]:
         source = self.batches.source
@@ -396,9 +467,10 @@ class Trainer:
 
     def report(self, train: tuple[np.ndarray, np.ndarray],
                test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss and its
-        parameters, steps, training seconds, device and config, and the Table-3 angles of the given
-        embeddings (stats.angle_statistics with this run's W_j; none for the triplet loss): W-EC, W-Inter,
+        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss, its
+        parameters and running state (AdaFace's μ and σ, CurricularFace's t, AdaCos's s), steps, training
+        seconds, device and config, and the Table-3 angles of the given embeddings (stats.angle_statistics with
+        this run's W_j; none for the triplet loss): W-EC, W-Inter,
         Intra = Intra1, Inter = Inter1 (``train``), Intra2, Inter2 (``test``), in degrees."""
         from .device import describe
 
@@ -408,7 +480,8 @@ class Trainer:
         cfg = self.config
         return {
             "dataset": cfg.dataset, "dim": cfg.dim, "loss": self.loss_fn.name, "loss_label": info.label,
-            "loss_params": cfg.resolved_loss_params(), "steps": self.step, "seconds": self.seconds,
+            "loss_params": cfg.resolved_loss_params(), "loss_state": self.loss_fn.state_values(),
+            "steps": self.step, "seconds": self.seconds,
             "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"],
             "Inter": angles["Inter1"], **{k: angles[k] for k in ("Intra1", "Inter1", "Intra2", "Inter2")},
             "device": describe(self.device), "num_threads": self.num_threads or torch.get_num_threads(),
@@ -674,12 +747,14 @@ class ToyConfig(LessonConfig):
         return data.num_classes
 
     def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
-        X_tr, y_tr, X_te, y_te = data.train_test_split(self.test_fraction, seed=self.seed)
-        has_test = len(y_te) > 0
-        trainer = Trainer(model, loss_fn, X_tr, y_tr, X_te if has_test else None, y_te if has_test else None,
-                          optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size,
-                          warmup_steps=self.warmup_steps, anneal=self.anneal, device=self.device, seed=self.seed,
-                          sample_size=self.sample_size)
+        train, test = data.split_indices(self.test_fraction, seed=self.seed)
+        has_test = len(test) > 0
+        flipped = getattr(data, "flipped", None)
+        trainer = Trainer(model, loss_fn, data.X[train], data.y[train], data.X[test] if has_test else None,
+                          data.y[test] if has_test else None, optimizer=self.optimizer, lr=self.lr,
+                          batch_size=self.batch_size, warmup_steps=self.warmup_steps, anneal=self.anneal,
+                          device=self.device, seed=self.seed, sample_size=self.sample_size,
+                          flipped=None if flipped is None else flipped[train])
         trainer.config, trainer.data = self, data
         return trainer
 

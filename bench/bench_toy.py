@@ -3,6 +3,12 @@
 of the gap readout drawn under every embedding figure (stats.gap_deg), against one frame's training steps.
 
     python bench/bench_toy.py [--seeds 3] [--steps 3000] [--chunk 25] [--device cpu]
+    python bench/bench_toy.py --losses arcface,subcenter_arcface,adacos,magface,adaface,curricularface,\
+        elasticface_arc,elasticface_cos  (one comma-separated argument)
+
+``--losses`` instead measures the toy trainer's steps/s with each loss (lesson defaults, fig3, 2-D) against the
+first one in the same run: rounds of ``--steps`` steps, the losses interleaved round by round, the median per
+loss and its ratio to the first (issue 14's goal: no loss after ArcFace below 0.8× ArcFace).
 
 Times count optimizer steps only (``Trainer.seconds``), not the accuracy checks between chunks.  Other
 processes on the machine slow it down: the load average is printed with the numbers.
@@ -32,6 +38,22 @@ def steps_per_second(loss: str, steps: int, seed: int, device: str | None, repea
         tr.advance(steps)
         best = max(best, steps / (tr.seconds - before))
     return best
+
+
+def interleaved_speeds(losses: list[str], steps: int, seed: int, device: str | None,
+                       rounds: int = 7) -> dict[str, list[float]]:
+    """Steps per second of each loss's toy trainer over ``rounds`` rounds of ``steps`` steps, the losses taking
+    turns within each round (so background load hits them alike), after 100 warm-up steps each."""
+    trainers = {name: build_toy_trainer(loss=name, seed=seed, device=device) for name in losses}
+    for tr in trainers.values():
+        tr.advance(100)
+    speeds: dict[str, list[float]] = {name: [] for name in losses}
+    for _ in range(rounds):
+        for name, tr in trainers.items():
+            before = tr.seconds
+            tr.advance(steps)
+            speeds[name].append(steps / (tr.seconds - before))
+    return speeds
 
 
 def time_to_accuracy(loss: str, seed: int, device: str | None, target: float = 0.99, chunk: int = 25,
@@ -67,7 +89,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000, help="steps per speed measurement")
     ap.add_argument("--chunk", type=int, default=25, help="steps between accuracy checks")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--losses", default=None, help="comma-separated losses: steps/s against the first, interleaved")
+    ap.add_argument("--rounds", type=int, default=7, help="with --losses: interleaved rounds of --steps steps")
     args = ap.parse_args()
+    if args.losses:
+        names = [n.strip() for n in args.losses.split(",") if n.strip()]
+        print(f"load average: {os.getloadavg()[0]:.2f}; fig3, 2-D, lesson defaults; {args.rounds} rounds of "
+              f"{args.steps} steps, interleaved")
+        speeds = interleaved_speeds(names, args.steps, 0, args.device, args.rounds)
+        ref = statistics.median(speeds[names[0]])
+        for name, values in speeds.items():
+            med = statistics.median(values)
+            print(f"{name:18s} steps/s median {med:7.0f} (min {min(values):6.0f}, max {max(values):6.0f})   "
+                  f"{med / ref:.2f}x {names[0]}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return
 
     tr = build_toy_trainer(device=args.device)
     print(f"device: {describe(tr.device)}; training threads: {tr.num_threads or torch.get_num_threads()}; "

@@ -8,8 +8,10 @@ from typing import Any
 
 import streamlit as st
 
+from arcface_viz.claims import norm_readout
 from arcface_viz.hosted import limits, release_memory
 from arcface_viz.live import PACER, Extras, LiveSession, Run, batch_for, watch
+from arcface_viz.plots.norms import loss_rings, norm_figure, state_figure
 
 
 def _key(page: str) -> str:
@@ -127,3 +129,36 @@ def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[L
         draw(sess)
     if not sess.running:
         st.rerun()
+
+
+def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list[str]) -> None:
+    """For the norm-aware losses (MagFace, AdaFace) of a run: each drawn sample at radius ‖x‖, one column per
+    trainer, with the loss's reference norms as rings and the easy/hard readout."""
+    from pages._ui import chart
+
+    aware = [t.loss_fn.info.norms is not None for t in run.trainers]
+    if not any(aware):
+        return
+    st.subheader("Feature norms: what the loss treats as easy or hard")
+    st.caption("Each sample in its direction at radius ‖x‖, its feature norm before normalising: the norm MagFace "
+               "and AdaFace read. Rings: the norms the loss refers to.")
+    snaps = [h[-1] for h in run.history]
+    for i, (col, trainer, snap, title) in enumerate(zip(st.columns(len(snaps)), run.trainers, snaps, titles,
+                                                         strict=True)):
+        if not aware[i]:
+            continue
+        with col:
+            loss_fn = trainer.loss_fn
+            rings = loss_rings(loss_fn.name, {k: getattr(loss_fn, k) for k in loss_fn.info.params}, snap.state)
+            chart(norm_figure(snap, rings, title=f"{title}: radius = ‖x‖", class_names=class_names),
+                  key=f"{page}-norms-{i}")
+            st.caption(norm_readout(snap), unsafe_allow_html=True)
+
+
+def state_chart(page: str, run: LiveSession, i: int, title: str) -> None:
+    """Trainer i's running loss state over the steps (AdaFace's μ and σ, CurricularFace's t, AdaCos's s)."""
+    from pages._ui import chart
+
+    state = run.state_curves(i)
+    if state:
+        chart(state_figure(state.pop("steps"), state, title=f"Running state — {title}"), key=f"{page}-state-{i}")

@@ -6,8 +6,15 @@ import numpy as np
 import streamlit as st
 
 from arcface_viz.claims import WIDTH_CLAIMS, width_numbers
-from arcface_viz.geometry import FIG5_WIDTH_CURVES, margin_curve, margin_width, softmax_flip_radius, width_range
-from arcface_viz.losses import LOSSES, loss_margins
+from arcface_viz.geometry import (
+    FIG5_WIDTH_CURVES,
+    after_arcface_curve,
+    margin_curve,
+    margin_width,
+    softmax_flip_radius,
+    width_range,
+)
+from arcface_viz.losses import AFTER_ARCFACE, LOSSES, loss_margins
 from arcface_viz.params import MARGINS_SPEC
 from arcface_viz.plots.margins import (
     circle_margin_figure,
@@ -25,9 +32,10 @@ values = page_state(PAGE, MARGINS_SPEC)
 loss = values["loss"]
 margin_names = tuple(k for k in ("m1", "m2", "m3") if k in LOSSES[loss].params)
 
+extra = {"magface": ("mag_norm",), "adaface": ("ada_units",), "curricularface": ("curr_t",)}.get(loss, ())
 with st.sidebar:
     st.header("Two classes")
-    controls(PAGE, MARGINS_SPEC, ("loss", *margin_names, "phi"), low_dim=False)
+    controls(PAGE, MARGINS_SPEC, ("loss", *margin_names, *extra, "phi"), low_dim=False)
     if loss == "softmax":
         controls(PAGE, MARGINS_SPEC, ("bias", "norm_ratio"))
 sync_url(MARGINS_SPEC, values)
@@ -54,22 +62,33 @@ if loss == "softmax":
     c2.metric("norm at which the bisector direction changes class", "never" if flip is None else f"{flip:.2f}")
     st.stop()
 
-m1, m2, m3 = loss_margins(loss, values)
-curve = margin_curve(f"{info.label} ({m1:g}, {m2:g}, {m3:g})", m1, m2, m3, key="current")
-
-st.markdown(
-    "Each class wins where its margin-penalised target logit beats the other class's plain logit: "
-    "class 1 wins where $f(\\theta_1) > \\cos\\theta_2$, class 2 where $f(\\theta_2) > \\cos\\theta_1$, with "
-    "$f(\\theta) = \\cos(m_1\\theta + m_2) - m_3$. Where neither wins is the **margin** (grey)."
-)
+if loss in AFTER_ARCFACE:
+    curve = after_arcface_curve(loss, mag_norm=values["mag_norm"], ada_units=values["ada_units"], t=values["curr_t"],
+                                params={k: values[k] for k in margin_names}, key="current")
+    st.markdown(
+        f"**{info.label}**: {info.summary} Each class wins where its target logit beats the other class's logit, "
+        "both as this loss computes them (from its own margin function, the curve it trains with"
+        + (", at the feature norm on the slider" if loss in ("magface", "adaface") else "")
+        + (", with the hard negative scaled by t" if loss == "curricularface" else "")
+        + (", at its mean margin" if loss.startswith("elasticface") else "")
+        + "). Where neither wins is the **margin** (grey)."
+    )
+else:
+    m1, m2, m3 = loss_margins(loss, values)
+    curve = margin_curve(f"{info.label} ({m1:g}, {m2:g}, {m3:g})", m1, m2, m3, key="current")
+    st.markdown(
+        "Each class wins where its margin-penalised target logit beats the other class's plain logit: "
+        "class 1 wins where $f(\\theta_1) > \\cos\\theta_2$, class 2 where $f(\\theta_2) > \\cos\\theta_1$, "
+        "with $f(\\theta) = \\cos(m_1\\theta + m_2) - m_3$. Where neither wins is the **margin** (grey)."
+    )
 left, right = st.columns(2)
 with left:
     chart(theta_plane_figure(curve), key="theta-plane")
 with right:
-    chart(circle_margin_figure(phi, m1, m2, m3, label=info.label), key="circle")
+    chart(circle_margin_figure(phi, curve=curve, label=info.label), key="circle")
 
-width = float(margin_width(np.array(phi), m1, m2, m3))
-rng = width_range(0.0, math.pi, m1, m2, m3)
+width = float(margin_width(np.array(phi), curve=curve))
+rng = width_range(0.0, math.pi, curve=curve)
 c1, c2, c3 = st.columns(3)
 c1.metric(f"margin width at φ = {values['phi']:.0f}°", f"{math.degrees(width):.2f}°",
           help="Angular width of the grey arc between W1 and W2 on the unit circle.")
@@ -80,8 +99,8 @@ c2.metric(f"over φ > {math.degrees(rng.swallow_angle):.2f}°" if rng.swallow_an
 c3.metric("range of widths", f"{math.degrees(rng.min):.1f}° – {math.degrees(rng.max):.1f}°")
 st.caption(rng.describe().capitalize() + ".")
 if width < 0:
-    st.warning("With m1 < 1 the margin is negative: both classes claim the purple band between the centres.",
-               icon=":material/warning:")
+    st.warning(("The margin is negative here" if loss in AFTER_ARCFACE else "With m1 < 1 the margin is negative")
+               + ": both classes claim the purple band between the centres.", icon=":material/warning:")
 elif width >= phi - 1e-9 and width > 0:
     st.warning(f"The margin swallows the whole arc: at φ = {values['phi']:.0f}° neither class can win anywhere "
                "between the centres. Move the centres apart or reduce the margin.", icon=":material/warning:")

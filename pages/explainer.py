@@ -1,4 +1,4 @@
-"""The explainer: the ArcFace paper's story in eight steps, each with the live figure of its lesson."""
+"""The explainer: the ArcFace paper's story in eight steps and what came after, each with a live figure."""
 
 import math
 
@@ -10,6 +10,8 @@ from arcface_viz.claims import (
     FIG3_CLAIMS,
     FIG3_SEED,
     FIG3_STEPS,
+    NOISY_CLAIMS,
+    NOISY_STEPS,
     PUSH_CLAIMS,
     PUSH_CURVES,
     TABLE3_CLAIMS,
@@ -17,11 +19,14 @@ from arcface_viz.claims import (
     fig3_numbers,
     fig3_runs,
     gap_readout,
+    noisy_numbers,
+    noisy_run,
     push_numbers,
     table3_numbers,
     width_numbers,
 )
 from arcface_viz.geometry import FIG4B_BY_KEY, FIG4B_CURVES, FIG5_WIDTH_CURVES, margin_curve
+from arcface_viz.losses import AFTER_ARCFACE, LOSSES
 from arcface_viz.params import Param, Spec
 from arcface_viz.plots.curves import sample_loss_figure, target_logit_figure
 from arcface_viz.plots.margins import (
@@ -30,14 +35,22 @@ from arcface_viz.plots.margins import (
     softmax_plane_figure,
     theta_plane_figure,
 )
-from arcface_viz.plots.sphere import WEIGHTS_NAME, compare_figures, embedding_figure
+from arcface_viz.plots.sphere import CENTRES_NAME, WEIGHTS_NAME, compare_figures, embedding_figure, snapshot_figure
 from arcface_viz.stats import GAP_HELP, PAPER_TABLE2, PAPER_TABLE3, TABLE3_ARROW
 from pages._ui import chart, page_state, sync_url
 
 PAGE = "explainer"
 TITLES = ("The problem", "Softmax", "Normalisation", "Three margins", "ArcFace", "Training", "Evidence",
-          "Caveats")
+          "Caveats", "After ArcFace")
 SPEC = Spec((Param("step", "int", 1, "step", "Which step of the story.", min=1, max=len(TITLES), step=1),))
+
+
+@st.cache_data(show_spinner="Training Sub-center ArcFace on noisy blobs…", max_entries=2)
+def noisy(seed: int = 0, steps: int = NOISY_STEPS):
+    """The "after ArcFace" step's run (Sub-center ArcFace on blobs with 10 % flipped labels, 2-D) and its numbers,
+    cached for every visitor."""
+    snap = noisy_run(seed, steps)
+    return snap, noisy_numbers(snap)
 
 
 @st.cache_data(show_spinner="Training Softmax and ArcFace on the Fig. 3 toy…", max_entries=4)
@@ -145,6 +158,28 @@ elif step == 7:
     keep = ["Softmax", "Norm-Softmax (s=64)", "SphereFace (1.35)", "CosFace (0.35)", "ArcFace (0.5)",
             "CM1 (1, 0.3, 0.2)"]
     st.dataframe(pd.DataFrame({k: PAPER_TABLE2[k] for k in keep if k in PAPER_TABLE2}).T, width="stretch")
+elif step == 9:
+    snap, numbers = noisy()
+    st.markdown(
+        "ArcFace (2018) became the default; the losses people train face models with today refine it. Each is one "
+        "margin function in this app, and every lesson has them:\n\n"
+        + "\n".join(f"- **{LOSSES[n].label}**: {LOSSES[n].summary}" for n in AFTER_ARCFACE)
+    )
+    st.markdown(
+        "The caveat of step 8, noisy labels, is the first one a later loss answered. **Sub-center ArcFace** gives "
+        "each identity K centres and lets a sample use its nearest: below, K = 3 on Gaussian blobs where 10 % of "
+        "the labels were flipped to a wrong class (✕: those training samples, in the colour of their wrong "
+        "label; dotted rays: the non-dominant sub-centres). " + NOISY_CLAIMS["noisy_away"].render(numbers) + " "
+        + NOISY_CLAIMS["cleaning"].render(numbers)
+    )
+    chart(snapshot_figure(snap, title="Sub-center ArcFace (K = 3) on blobs with 10 % flipped labels, 2-D",
+                          centres_label=CENTRES_NAME), key=f"{PAGE}-subcentres")
+    st.page_link("pages/toy_training.py", label="Train it live (and MagFace's norms, AdaFace, …) in the toy lesson",
+                 icon=":material/arrow_outward:", query_params={"loss": "subcenter_arcface", "dataset": "blobs",
+                                                                "dim": "2"})
+    st.page_link("pages/target_logit.py", label="Their target logits in the Target-logit lesson",
+                 icon=":material/arrow_outward:", query_params={"after": ",".join(AFTER_ARCFACE), "curves": "arcface",
+                                                                "custom": "false", "full_range": "true"})
 else:
     push = push_numbers()
     st.markdown(

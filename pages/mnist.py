@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from arcface_viz.claims import state_readout
 from arcface_viz.hosted import capped
 from arcface_viz.image_training import (
     DATASET_LABELS,
@@ -30,7 +31,7 @@ from arcface_viz.plots.sphere import embedding_figure, theta_histogram_spec
 from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, live_frame, shown_frame
+from pages._live import get_or_build, live_buttons, live_frame, norm_views, shown_frame, state_chart
 from pages._ui import chart, columns, controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
@@ -168,19 +169,22 @@ def figures(run: LiveSession) -> dict:
     titles = [LOSSES[t.loss_fn.name].label for t in trainers]
     spe, first = trainers[0].steps_per_epoch, snaps[0]
     out: dict = {"progress": ((first.step % spe) / spe, f"epoch {first.step // spe + 1}: step {first.step % spe:,} "
-                              f"of {spe:,} ({trainers[0].batch_size} images each)"), "status": [], "panels": []}
+                              f"of {spe:,} ({trainers[0].batch_size} images each)"), "status": [], "panels": [],
+                 "titles": titles}
     for i, (trainer, snap, ex, hist, title) in enumerate(zip(trainers, snaps, extras, run.history, titles,
                                                               strict=True)):
         full = "—" if snap.epoch_test_acc is None else f"{100 * snap.epoch_test_acc:.2f}%"
         speed = "—" if snap.images_per_second is None else f"{snap.images_per_second:,.0f}"
+        state = state_readout(snap.state)
         out["status"].append(f"**{title}** — step {snap.step:,} · epoch {snap.epoch:.2f} · loss {snap.loss:.3f} · "
                              f"test {100 * snap.test_acc:.1f}% on {len(snap.labels):,} drawn images · whole test set "
-                             f"at the last epoch end {full} · {speed} images/s")
+                             f"at the last epoch end {full} · {speed} images/s" + (f" · {state}" if state else ""))
         names = list(trainer.data.classes)
         hover = hover_texts(trainer, snap, ex["pred"])
         fig = embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=names, hover_text=hover,
                                title=f"{title}: test images and class centres W_j", all_classes=True,
-                               uirevision=f"emb-{i}", height=500)
+                               uirevision=f"emb-{i}", height=500, subcentres=snap.subcentres,
+                               dominant=snap.dominant)
         flat = snap.embeddings.shape[1] == 2
         conf, examples = ex["conf"], ex["examples"]
         cn = conf.classes
@@ -253,12 +257,14 @@ def draw(run: LiveSession) -> None:
                                                              panels, strict=True)):
         with col:
             embeddings(i, trainer, snap, ex["pred"], panel)
+    norm_views(PAGE, run, shown["titles"], list(trainers[0].data.classes))
     # one run: two pictures side by side; compare mode: one column per run, pictures stacked
     cols = st.columns(2) if len(panels) == 1 else st.columns(len(panels))
     slots = [(cols[0], cols[1])] if len(panels) == 1 else [(c, c) for c in cols]
-    for i, ((left, right), panel) in enumerate(zip(slots, panels, strict=True)):
+    for i, ((left, right), panel, title) in enumerate(zip(slots, panels, shown["titles"], strict=True)):
         with left:
             chart(panel["curves"], key=f"{PAGE}-curves-{i}")
+            state_chart(PAGE, run, i, title)
         with right:
             chart(panel["theta"], key=f"{PAGE}-theta-{i}")
     cols = st.columns(2) if len(panels) == 1 else st.columns(len(panels))

@@ -9,6 +9,7 @@ import streamlit as st
 
 from arcface_viz import table3 as T
 from arcface_viz.hosted import limits
+from arcface_viz.losses import LOSSES
 from arcface_viz.params import Spec
 from arcface_viz.plots.sphere import embedding_figure
 from arcface_viz.plots.stats import pair_angle_figure, table3_figure
@@ -46,15 +47,18 @@ cap = limits().max_steps
 capped = steps > cap
 if capped:
     steps = cap
-config = (values["dataset"], float(values["budget"]), int(values["seed"]), int(values["dim"]), steps, data_dir)
+extra = tuple(values["extra"])
+config = (values["dataset"], float(values["budget"]), int(values["seed"]), int(values["dim"]), steps, data_dir, extra)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def train_five(dataset: str, budget: float, seed: int, dim: int, steps: int, folder: str | None) -> T.Table3Result:
-    """The five models for one configuration, trained once and kept for every visitor (same seed, same table)."""
+def train_five(dataset: str, budget: float, seed: int, dim: int, steps: int, folder: str | None,
+               extra: tuple[str, ...] = ()) -> T.Table3Result:
+    """The five models (and the extra columns) for one configuration, trained once and kept for every visitor
+    (same seed, same table)."""
     bar = st.progress(0.0, text="Preparing the data…")
     try:
-        return T.run_table3(dataset, budget, seed, dim, steps=steps, data_dir=folder,
+        return T.run_table3(dataset, budget, seed, dim, steps=steps, data_dir=folder, extra=extra,
                             max_train=limits().max_train_images,
                             progress=lambda f, text: bar.progress(min(1.0, max(0.0, f)), text=text))
     finally:
@@ -71,13 +75,15 @@ st.markdown(
     "differs. Arrows say which direction is better: ↓ small W-EC (each class weight $W_j$ lines up with its "
     "class's feature centre) and Intra (compact classes); ↑ large W-Inter and Inter (centres spread apart). "
     "Index 1 is the training set, 2 the test set."
+    + (f" Extra columns, trained alike: {', '.join(f'**{LOSSES[n].label}**' for n in extra)} (the paper has no "
+       "values for them)." if extra else "")
 )
 c1, c2 = st.columns([1, 3])
-c1.button("Train the five models", type="primary", icon=":material/play_arrow:", on_click=request_training,
-          key=f"{PAGE}:train")
+c1.button(f"Train the {5 + len(extra)} models" if extra else "Train the five models", type="primary",
+          icon=":material/play_arrow:", on_click=request_training, key=f"{PAGE}:train")
 c2.caption(f"{steps:,} optimizer steps per model{' (capped on the shared app)' if capped else ''}: about "
-           f"{5 * values['budget']:.0f} s in all on two CPU cores; a fixed step count, so the same numbers every "
-           "time. Results are "
+           f"{(5 + len(extra)) * values['budget']:.0f} s in all on two CPU cores; a fixed step count, so the same "
+           "numbers every time. Results are "
            "kept: coming back to this configuration shows them at once.")
 
 trained: set = st.session_state.setdefault(DONE_KEY, set())
@@ -96,9 +102,9 @@ def fmt(v) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
-def stat_frame(values_by_column: dict) -> pd.DataFrame:
+def stat_frame(values_by_column: dict, columns=tuple(T.TABLE3_LOSSES)) -> pd.DataFrame:
     """Rows W-EC ↓ … Inter2 ↑, one column per loss, degrees as text ("–" where a loss has no value)."""
-    rows = {f"{s} {TABLE3_ARROW[s]}": {c: fmt(values_by_column.get(c, {}).get(s)) for c in T.TABLE3_LOSSES}
+    rows = {f"{s} {TABLE3_ARROW[s]}": {c: fmt(values_by_column.get(c, {}).get(s)) for c in columns}
             for s in TABLE3_ROWS}
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -113,7 +119,8 @@ with left:
         cfg = result.config
         st.markdown(f"**This run** — {T.DATASET_LABELS[cfg['dataset']]}, {cfg['dim']}-D embeddings, seed "
                     f"{cfg['seed']}, {cfg['steps']:,} steps per model (degrees)")
-        st.dataframe(stat_frame(result.values()), width="stretch", key=f"{PAGE}:ours")
+        st.dataframe(stat_frame(result.values(), [r.column for r in result.rows]), width="stretch",
+                     key=f"{PAGE}:ours")
 with right:
     st.markdown("**The paper** — CASIA, ResNet50, 512-D; 2 = LFW (degrees)")
     st.dataframe(stat_frame(paper_by_column), width="stretch", key=f"{PAGE}:paper")

@@ -2,24 +2,24 @@
 
 import streamlit as st
 
-from arcface_viz.claims import gap_readout
+from arcface_viz.claims import gap_readout, noisy_readout, state_readout
 from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
-from arcface_viz.losses import LOSSES, loss_margins
+from arcface_viz.losses import LOSSES, combined_margins, loss_margins
 from arcface_viz.params import LIVE_KEYS, TOY_SPEC
 from arcface_viz.plots.sphere import (
     centres_name,
     compare_specs,
     curves_spec,
-    embedding_spec,
+    snapshot_spec,
     theta_histogram_spec,
     training_animation,
 )
 from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, live_frame, shown_frame
+from pages._live import get_or_build, live_buttons, live_frame, norm_views, shown_frame, state_chart
 from pages._ui import chart, columns, controls, page_state, sync_url
 
 PAGE = "toy-training"
@@ -66,9 +66,10 @@ def apply_live(run: LiveSession, v: dict) -> None:
 
 
 def margins(trainers: list, snaps: list) -> list:
-    """Each trainer's margins in force (after warm-up), for the decision ring of the frame (None: no ring)."""
-    return [dict(zip(("m1", "m2", "m3"), t.loss_fn.effective_margins(), strict=True), mode="margin")
-            if t.loss_fn.info.head == "cosine" else None for t in trainers]
+    """Each trainer's combined margins in force (after warm-up), for the decision ring of the frame (None: no ring,
+    e.g. a loss whose margin moves per sample)."""
+    found = [combined_margins(t.loss_fn) for t in trainers]
+    return [dict(zip(("m1", "m2", "m3"), m, strict=True), mode="margin") if m is not None else None for m in found]
 
 
 run = get_or_build(PAGE, values, build, live_keys=LIVE_KEYS, apply_live=apply_live, extras=margins)
@@ -86,8 +87,10 @@ def figures(run: LiveSession) -> dict:
     status = []
     for snap, title in zip(snaps, titles, strict=True):
         test = "—" if snap.test_acc is None else f"{100 * snap.test_acc:.1f}%"
+        state = state_readout(snap.state)
         status.append(f"**{title}** — step {snap.step:,} · loss {snap.loss:.3f} · train {100 * snap.train_acc:.1f}% · "
-                      f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°")
+                      f"test {test} · closest centres {snap.min_centre_angle_deg:.1f}°"
+                      + (f" · {state}" if state else ""))
     regions = [r if snap.embeddings.shape[1] == 2 else None for r, snap in zip(regions, snaps, strict=True)]
     rays = [centres_name(t.loss_fn.info.head) for t in run.trainers]
     if len(snaps) == 2:
@@ -95,14 +98,14 @@ def figures(run: LiveSession) -> dict:
                             centres_labels=tuple(rays))
     else:
         what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
-        emb = [embedding_spec(snaps[0].embeddings, snaps[0].labels, snaps[0].centres, class_names=names,
-                              title=f"{titles[0]}: embeddings and {what} W_j", regions=regions[0],
-                              centres_label=rays[0])]
+        emb = [snapshot_spec(snaps[0], class_names=names, title=f"{titles[0]}: embeddings and {what} W_j",
+                             regions=regions[0], centres_label=rays[0])]
     theta = [theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")
              for hist, title in zip(run.history, titles, strict=True)]
     curves = [curves_spec(**run.curves(i)) for i in range(len(snaps))]
+    noisy = [noisy_readout(snap.noisy) if snap.subcentres is not None else None for snap in snaps]
     return {"status": status, "emb": [wire(f) for f in emb], "gaps": [gap_readout(snap) for snap in snaps],
-            "theta": [wire(f) for f in theta], "curves": [wire(f) for f in curves]}
+            "noisy": noisy, "titles": titles, "theta": [wire(f) for f in theta], "curves": [wire(f) for f in curves]}
 
 
 def draw(run: LiveSession) -> None:
@@ -110,15 +113,22 @@ def draw(run: LiveSession) -> None:
     for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
         col.markdown(status)
     emb = shown["emb"]
-    for col, fig, gap, i in zip(columns(len(emb)), emb, shown["gaps"], range(len(emb)), strict=True):
+    for col, fig, gap, noisy, i in zip(columns(len(emb)), emb, shown["gaps"], shown["noisy"], range(len(emb)),
+                                       strict=True):
         with col:
             chart(fig, key=f"{PAGE}-emb-{i}")
             st.caption(gap, help=GAP_HELP)
+            if noisy:
+                st.caption(noisy, unsafe_allow_html=True)
+    names = [str(c) for c in range(run.trainers[0].loss_fn.num_classes)]
+    norm_views(PAGE, run, shown["titles"], names)
     cols = columns(len(shown["theta"]))
-    for col, theta, curves, i in zip(cols, shown["theta"], shown["curves"], range(len(cols)), strict=True):
+    for col, theta, curves, title, i in zip(cols, shown["theta"], shown["curves"], shown["titles"], range(len(cols)),
+                                            strict=True):
         with col:
             chart(theta, key=f"{PAGE}-theta-{i}")
             chart(curves, key=f"{PAGE}-curves-{i}")
+            state_chart(PAGE, run, i, title)
 
 
 def export_animation(run: LiveSession) -> None:
@@ -128,7 +138,7 @@ def export_animation(run: LiveSession) -> None:
     for i, (trainer, hist) in enumerate(zip(run.trainers, run.history, strict=True)):
         name = trainer.loss_fn.name.replace("+", "_")
         loss_fn = trainer.loss_fn  # the animation applies each frame's warm-up scale itself
-        margins = (loss_fn.m1, loss_fn.m2, loss_fn.m3) if loss_fn.info.head == "cosine" else None
+        margins = (loss_fn.m1, loss_fn.m2, loss_fn.m3) if combined_margins(loss_fn) is not None else None
         fig = training_animation(hist, title=f"{LOSSES[trainer.loss_fn.name].label} on {values['dataset']}",
                                  margins=margins)
         st.download_button(f"Training animation: {LOSSES[trainer.loss_fn.name].label} (HTML)",

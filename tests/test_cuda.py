@@ -74,8 +74,8 @@ def test_loss_and_gradients_finite_at_every_angle(cuda_device, name, params, dty
 def test_partial_fc_finite_at_every_angle_under_autocast(cuda_device, name, params, dtype):
     """The full-scale trainer's path: float32 centres, cosines under fp16 / bf16 autocast (Partial FC)."""
     head = PartialFC(name, 3, 2, amp_dtype=dtype, **{k: v for k, v in params.items() if k in LOSSES[name].params})
-    with torch.no_grad():
-        head.weight.copy_(_three_class_loss(name, params, "cpu").weight)
+    with torch.no_grad():  # K rows per class for a loss with sub-centres: each class's centre K times
+        head.weight.copy_(_three_class_loss(name, params, "cpu").weight.repeat_interleave(head.margin_loss.centres, 0))
     head = head.to(cuda_device)
     x, y = _angle_batch(cuda_device)
     x.requires_grad_(True)

@@ -123,12 +123,12 @@ def test_share_link_and_exports():
 def test_explainer_walks_through_every_step_with_next():
     at = open_page("pages/explainer.py")
     seen = []
-    for _ in range(8):
+    for _ in range(9):
         assert not at.exception
         seen.append(at.header[0].value)
         nexts = [b for b in at.button if b.label == "Next"]
         if nexts[0].disabled:
             break
         nexts[0].click().run()
-    assert len(seen) == 8 and seen[0].startswith("1.") and seen[-1].startswith("8.")
-    assert at.query_params["step"] in ("8", ["8"])
+    assert len(seen) == 9 and seen[0].startswith("1.") and seen[-1] == "9. After ArcFace"
+    assert at.query_params["step"] in ("9", ["9"])

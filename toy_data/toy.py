@@ -48,6 +48,7 @@ class ToyData:
     num_classes: int
     name: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    flipped: np.ndarray | None = None  # (N,) bool: the label was flipped to another class (label noise)
 
     @property
     def input_dim(self) -> int:
@@ -63,6 +64,11 @@ class ToyData:
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Stratified split: (X_train, y_train, X_test, y_test); each class keeps ≥ 1 sample on each side
         when it has at least 2.  ``test_fraction = 0`` gives empty test arrays."""
+        train, test = self.split_indices(test_fraction, seed)
+        return self.X[train], self.y[train], self.X[test], self.y[test]
+
+    def split_indices(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of :meth:`train_test_split`'s two parts, in its order (e.g. to pick ``flipped`` alike)."""
         if not 0.0 <= test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
         rng = np.random.default_rng(seed)
@@ -77,9 +83,7 @@ class ToyData:
         test = np.sort(np.concatenate(test_idx)) if test_idx else np.zeros(0, dtype=np.int64)
         mask = np.ones(len(self.y), dtype=bool)
         mask[test] = False
-        train = rng.permutation(np.flatnonzero(mask))
-        test = rng.permutation(test)
-        return self.X[train], self.y[train], self.X[test], self.y[test]
+        return rng.permutation(np.flatnonzero(mask)), rng.permutation(test)
 
 
 def _check(num_classes: int, samples_per_class: int, noise: float) -> None:
@@ -105,14 +109,15 @@ def _directions(num_classes: int, dim: int, rng: np.random.Generator) -> np.ndar
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _flip_labels(y: np.ndarray, num_classes: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Label noise: a fraction of samples get a uniformly drawn *other* label."""
+def _flip_labels(y: np.ndarray, num_classes: int, fraction: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Label noise: a fraction of samples get a uniformly drawn *other* label; returns (labels, flipped)."""
     if fraction <= 0:
-        return y
+        return y, np.zeros(len(y), dtype=bool)
     y = y.copy()
     flip = rng.random(len(y)) < fraction
     y[flip] = (y[flip] + rng.integers(1, num_classes, size=int(flip.sum()))) % num_classes
-    return y
+    return y, flip
 
 
 def fig3(num_classes: int = 8, samples_per_class: int = 200, noise: float = 0.0, seed: int = 0,
@@ -168,9 +173,11 @@ def blobs(num_classes: int = 6, samples_per_class: int = 200, noise: float = 0.7
             mu = np.vstack([mu, cand])
     y = np.repeat(np.arange(num_classes), samples_per_class)
     X = mu[y] + noise * rng.standard_normal((len(y), input_dim))
-    y = _flip_labels(y, num_classes, label_noise, rng)
-    return _pack(X, y, num_classes, "blobs", input_dim=input_dim, label_noise=label_noise, box=box,
+    y, flipped = _flip_labels(y, num_classes, label_noise, rng)
+    data = _pack(X, y, num_classes, "blobs", input_dim=input_dim, label_noise=label_noise, box=box,
                  min_distance=min_distance)
+    data.flipped = flipped
+    return data
 
 
 def _fibonacci_sphere(n: int) -> np.ndarray:

@@ -1,7 +1,9 @@
 """``arcface-viz curves``: the Fig. 4(b) target-logit curves as CSV or JSON.
 
 Columns: ``theta_deg`` then one per curve (the paper's seven, optionally a custom (m1, m2, m3)), each
-the target logit cos(m1·θ + m2) − m3 (or the A-Softmax blend), the raw formula unless ``--monotonic``.
+the target logit cos(m1·θ + m2) − m3 (or the A-Softmax blend), the raw formula unless ``--monotonic``;
+``--after`` adds the losses after ArcFace with their paper presets, from their own margin functions (the curve
+they train with; MagFace at ``--mag-norm``, AdaFace at ``--ada-units``; ElasticFace adds its band's edges).
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ import json
 import math
 import sys
 
-from ..geometry import FIG4B_BY_KEY, curve_params, curve_table, margin_curve, theta_grid_deg
+from ..geometry import FIG4B_BY_KEY, after_arcface_curve, curve_params, curve_table, margin_curve, theta_grid_deg
 from ..params import CURVES_SPEC, ParamError
 
 MAX_POINTS = 100_000
 # the lesson's own spec drives the flags; the CLI draws a custom curve only when asked (or given --m1/2/3)
-SPEC = CURVES_SPEC.subset(("curves", "custom", "m1", "m2", "m3", "full_range", "monotonic")).with_defaults(
-    custom=False, m2=0.0, m3=0.0)
+SPEC = CURVES_SPEC.subset(("curves", "custom", "m1", "m2", "m3", "full_range", "monotonic", "after", "mag_norm",
+                           "ada_units")).with_defaults(custom=False, m2=0.0, m3=0.0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "curves", help="write the Fig. 4(b) target-logit curves as CSV or JSON",
         description=__doc__.splitlines()[0].replace("``", ""),
-        epilog="example: arcface-viz curves --full-range --m2 0.3 --format json --out curves.json",
+        epilog="examples: arcface-viz curves --full-range --m2 0.3 --format json --out curves.json\n"
+               "          arcface-viz curves --curves arcface --after magface,elasticface_arc --mag-norm 30",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
@@ -53,6 +57,8 @@ def _selected(args: argparse.Namespace) -> tuple[list, dict]:
     """The curves to write and the validated settings (the spec's values)."""
     values = SPEC.from_namespace(args)
     curves = [FIG4B_BY_KEY[k] for k in values["curves"]]
+    curves += [after_arcface_curve(k, mag_norm=values["mag_norm"], ada_units=values["ada_units"])
+               for k in values["after"]]
     custom = values["custom"] or any(getattr(args, n) is not None for n in ("m1", "m2", "m3"))
     if custom:
         m1, m2, m3 = values["m1"], values["m2"], values["m3"]
@@ -60,7 +66,7 @@ def _selected(args: argparse.Namespace) -> tuple[list, dict]:
     elif args.label is not None:
         raise ParamError("--label names the custom curve: give --m1, --m2 or --m3 too")
     if not curves:
-        raise ParamError("no curves selected: use --curves or give a custom curve with --m1/--m2/--m3")
+        raise ParamError("no curves selected: use --curves or --after, or give a custom curve with --m1/--m2/--m3")
     return curves, values
 
 
@@ -70,17 +76,21 @@ def render(args: argparse.Namespace) -> str:
     theta_deg = theta_grid_deg(values["full_range"], _points(args.points))
     table = curve_table(curves, theta_deg, monotonic=values["monotonic"])
     if args.format == "json":
-        cols = list(table)[1:]
+        cols = iter(list(table)[1:])
+        entries = []
+        for c in curves:
+            key = next(cols)
+            entry = {"key": key, "label": c.label, "kind": c.kind, "params": curve_params(c),
+                     "theta_star_deg": None if c.theta_star is None else math.degrees(c.theta_star),
+                     "values": table[key].tolist()}
+            if c.band is not None:
+                entry["band"] = {"low": table[next(cols)].tolist(), "high": table[next(cols)].tolist()}
+            entries.append(entry)
         doc = {
             "figure": "ArcFace Fig. 4(b): target logit against θ",
             "monotonic": values["monotonic"],
             "theta_deg": table["theta_deg"].tolist(),
-            "curves": [
-                {"key": key, "label": c.label, "kind": c.kind, "params": curve_params(c),
-                 "theta_star_deg": None if c.theta_star is None else math.degrees(c.theta_star),
-                 "values": table[key].tolist()}
-                for key, c in zip(cols, curves, strict=True)
-            ],
+            "curves": entries,
         }
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     buf = io.StringIO()

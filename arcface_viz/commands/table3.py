@@ -15,6 +15,7 @@ import json
 import sys
 
 from .. import table3 as T
+from ..losses import AFTER_ARCFACE
 from ..params import ParamError
 from ..stats import PAPER_TABLE3, TABLE3_ARROW, TABLE3_ROWS
 from .lessons import fmt, number
@@ -34,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="folder with the MNIST / Fashion-MNIST IDX files")
     p.add_argument("--device", choices=("cpu", "auto"), default="cpu",
                    help="cpu (default: the same numbers on every machine) or auto (CUDA/MPS when present)")
-    p.add_argument("--json", action="store_true", help="print the five rows as a JSON list")
+    p.add_argument("--extra", default=None, metavar="LOSS,...",
+                   help="losses after ArcFace to train alike as extra columns: " + ", ".join(AFTER_ARCFACE))
+    p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.set_defaults(func=run)
 
 
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                          f"{', '.join(T.DATASET_CHOICES)}")
     budget = args.budget if args.budget is not None else T.DEFAULT_BUDGET[args.dataset]
     values = {}
-    for name, text in (("dataset", args.dataset), ("budget", budget), ("seed", args.seed), ("dim", args.dim)):
+    for name, text in (("dataset", args.dataset), ("budget", budget), ("seed", args.seed), ("dim", args.dim),
+                       ("extra", args.extra or "none")):
         try:
             values[name] = T.TABLE3_SPEC[name].coerce(text)
         except ParamError as exc:
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             print(text, file=sys.stderr, flush=True)
 
     result = T.run_table3(values["dataset"], values["budget"], values["seed"], values["dim"], progress=progress,
-                          steps=steps, data_dir=args.data_dir, device=None if args.device == "auto" else "cpu")
+                          steps=steps, data_dir=args.data_dir, device=None if args.device == "auto" else "cpu",
+                          extra=values["extra"])
     if args.json:
         print(json.dumps(T.summary_rows(result), indent=2))
         return 0
@@ -64,14 +69,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"Table 3 on {cfg['dataset']} ({result.n_classes} classes, {result.n_train} train / {result.n_test} test "
           f"samples), {cfg['dim']}-D embeddings, seed {cfg['seed']}, {cfg['steps']} steps per model "
           f"({result.seconds:.1f} s in all)")
-    cols = list(T.TABLE3_LOSSES)
+    cols = [r.column for r in result.rows]
     print(f"{'degrees':<11}" + "".join(f"{c:>18}" for c in cols))
     print(f"{'':<11}" + "".join(f"{'ours':>9}{'paper':>9}" for _ in cols))
     for stat in TABLE3_ROWS:
         line = f"{stat + ' ' + TABLE3_ARROW[stat]:<11}"
         for c in cols:
             row = result.row(c)
-            line += f"{fmt(row.stats.get(stat) if row else None):>9}{fmt(PAPER_TABLE3[stat][c]):>9}"
+            line += f"{fmt(row.stats.get(stat) if row else None):>9}{fmt(PAPER_TABLE3[stat].get(c)):>9}"
         print(line)
     print("Test pairs (Fig. 6/7) and verification (LFW protocol, 10 folds)")
     for row in result.rows:

@@ -408,9 +408,15 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
+def _plain(value: Any) -> Any:
+    """A loss attribute as JSON can hold it (a one-element tensor becomes its number)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill the loss's defaults for the top-level loss keys (s, m1, m2, m3, interclass_filtering_threshold) and
-    make data, verification and output paths absolute."""
+    make data, verification and output paths absolute.  A loss whose s is running state (AdaCos) keeps s null:
+    it starts from the run's class count."""
     ref = make_loss(cfg.loss, 2, 2, **loss_kwargs(cfg))
     data = replace(cfg.data)
     if data.root:
@@ -420,7 +426,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
         data.num_classes = read_property(Path(data.root) / "property")[0]
     return replace(
-        cfg, **{k: getattr(ref, k) for k in TOP_LEVEL_LOSS_KEYS}, data=data,
+        cfg, **{k: None if k in ref.info.state else _plain(getattr(ref, k)) for k in TOP_LEVEL_LOSS_KEYS},
+        data=data,
         val_targets=[str(resolve_val_target(t, data.root).resolve()) for t in cfg.val_targets],
         output=str(Path(cfg.output).expanduser().resolve()))
 

@@ -16,8 +16,9 @@ Run directory (``output``), written by rank 0 unless said otherwise:
 - ``config.json``: the resolved config (loss defaults, class count and absolute paths filled in);
 - ``train.log``: speed, loss, lr, epoch, step, ETA and verification results, one line each;
 - ``metrics.jsonl``: one JSON object per line, ``{"kind": "train", "time", "step", "epoch", "loss", "lr",
-  "samples_per_sec", "eta_s"}`` every ``log_every`` steps, ``{"kind": "val", "time", "step", "target", "acc",
-  "std", "threshold"}`` per verification set, ``{"kind": "done", "time", "step"}`` at the end;
+  "samples_per_sec", "eta_s"}`` every ``log_every`` steps (plus ``"margin_state"`` for a loss with running state:
+  AdaFace's ``batch_mean``/``batch_std``, CurricularFace's ``t``, AdaCos's ``s``), ``{"kind": "val", "time",
+  "step", "target", "acc", "std", "threshold"}`` per verification set, ``{"kind": "done", "time", "step"}`` at the end;
 - ``tensorboard/``: the same scalars, only if tensorboard is installed;
 - ``checkpoints/rank_{r}.pt`` (every rank: backbone, its Partial FC shard, optimizer, scheduler, scaler,
   step, epoch, RNG states; tmp file + os.replace, the previous one kept as ``rank_{r}.prev.pt`` until all
@@ -50,7 +51,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..losses import make_loss
+from ..losses import Margin, make_loss
 from . import checkpoints
 from .backbones import get_backbone
 from .config import (
@@ -359,7 +360,10 @@ class FaceTrainer:
         epoch = (self.step - 1) // self.steps_per_epoch
         LOG.info("step %d/%d  epoch %d  loss %.4f  lr %.6f  speed %.1f samples/s  eta %s", self.step,
                  self.total_steps, epoch, loss_v, lr, speed, _fmt_time(eta))
-        self.metrics.write("train", self.step, epoch=epoch, loss=loss_v, lr=lr, samples_per_sec=speed, eta_s=eta)
+        margin = self.head.margin_loss if self.sharded else self.head
+        state = margin.state_values() if isinstance(margin, Margin) else {}  # AdaFace's μ, σ, AdaCos's s, …
+        self.metrics.write("train", self.step, epoch=epoch, loss=loss_v, lr=lr, samples_per_sec=speed, eta_s=eta,
+                           **({"margin_state": state} if state else {}))
 
     def _verify(self) -> None:
         if not self.env.main:

@@ -22,6 +22,7 @@ from ..geometry import (
     boundary_theta2,
     circle_regions,
     clip_line,
+    decide,
     margin_crossing,
     margin_width,
     softmax_boundary,
@@ -37,9 +38,33 @@ _FILL = {CLASS1: "rgba(0,114,178,0.45)", CLASS2: "rgba(230,159,0,0.45)", NEITHER
 
 def _margin_curve(curve: CurveLike):
     c = as_curve(curve)
-    if c.kind != "margin":
-        raise ValueError(f"{c.label}: Fig. 5 geometry needs a (m1, m2, m3) margin curve")
+    if c.kind == "a_softmax":
+        raise ValueError(f"{c.label}: Fig. 5 geometry needs a margin curve or a loss's curve")
     return c
+
+
+def _add_theta_raster(fig: go.Figure, c, top: float, points: int, row: int | None, col: int | None,
+                      showlegend: bool) -> None:
+    """A loss's curve on the (θ1, θ2) plane as a raster of :func:`decide` (any shape of region: a curve that
+    jumps, negatives the loss changes)."""
+    t = np.linspace(0.0, top, points)
+    lab = decide(t[None, :], t[:, None], curve=c)  # rows θ2, columns θ1
+    deg = np.degrees(t)
+    kw = {"row": row, "col": col} if row else {}
+    present = [k for k in (NEITHER, CLASS1, CLASS2, BOTH) if (lab == k).any()]
+    scale = [[i / max(len(present) - 1, 1), REGION_COLOURS[k]] for i, k in enumerate(present)]
+    code = np.searchsorted(present, lab)
+    fig.add_trace(go.Heatmap(x=deg, y=deg, z=code, colorscale=scale if len(present) > 1 else
+                             [[0, REGION_COLOURS[present[0]]], [1, REGION_COLOURS[present[0]]]], zmin=0,
+                             zmax=max(len(present) - 1, 1), showscale=False, opacity=0.55, hoverinfo="skip",
+                             name="regions"), **kw)
+    for k in present:  # legend entries for the raster's colours
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=REGION_NAMES[k], legendgroup=f"r{k}",
+                                 showlegend=showlegend, marker={"color": REGION_COLOURS[k], "size": 12,
+                                                                "symbol": "square"}), **kw)
+    fig.add_trace(go.Scatter(x=[0.0, deg[-1]], y=[0.0, deg[-1]], mode="lines", name="θ1 = θ2",
+                             legendgroup="diag", showlegend=showlegend,
+                             line={"color": "#444444", "dash": "dot", "width": 1}, hoverinfo="skip"), **kw)
 
 
 def _add_theta_plane(fig: go.Figure, c, top: float, points: int, row: int | None, col: int | None,
@@ -95,13 +120,18 @@ def theta_plane_figure(curves: CurveLike | Sequence[CurveLike] = FIG5_CURVES, fu
     fig = make_subplots(rows=1, cols=len(items), subplot_titles=[c.label for c in items],
                         horizontal_spacing=0.06 if len(items) > 1 else 0.2)
     for j, c in enumerate(items, start=1):
-        _add_theta_plane(fig, c, top, points, 1, j, showlegend=j == 1)
+        if c.kind == "loss":
+            _add_theta_raster(fig, c, top, min(points, 241), 1, j, showlegend=j == 1)
+        else:
+            _add_theta_plane(fig, c, top, points, 1, j, showlegend=j == 1)
         fig.update_xaxes(range=[0, top_deg], dtick=30, ticksuffix="°", title_text="θ1", constrain="domain",
                          row=1, col=j)
         fig.update_yaxes(range=[0, top_deg], dtick=30, ticksuffix="°", scaleanchor=f"x{'' if j == 1 else j}",
                          scaleratio=1, row=1, col=j, title_text="θ2" if j == 1 else None)
+    rule = ("class k wins where its logit (the loss's own) beats the other's"
+            if any(c.kind == "loss" for c in items) else "class k wins where f(θ_k) > cos θ_other")
     style_figure(fig, (title or "Decision margins on the (θ1, θ2) plane (Fig. 5)") +
-                 "<br><sup>class k wins where f(θ_k) > cos θ_other; grey: neither does</sup>",
+                 f"<br><sup>{rule}; grey: neither does</sup>",
                  height=380 if len(items) > 2 else 520)
     fig.update_layout(legend={"orientation": "h", "y": -0.2, "x": 0})
     return fig
@@ -116,13 +146,14 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def circle_margin_figure(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0, label: str | None = None,
-                         n: int = 721) -> go.Figure:
+                         n: int = 721, curve=None) -> go.Figure:
     """Fig. 5 on the unit circle: W1 at 0, W2 at φ (radians); each direction coloured by who wins.
 
     Dashed rays mark the two boundaries on the arc between W1 and W2; the grey arc between them is the
-    margin, whose width :func:`arcface_viz.geometry.margin_width` gives.
+    margin, whose width :func:`arcface_viz.geometry.margin_width` gives.  ``curve``: a loss's curve
+    (geometry.after_arcface_curve) instead of (m1, m2, m3).
     """
-    alpha, labels = circle_regions(phi, m1, m2, m3, n=n)
+    alpha, labels = circle_regions(phi, m1, m2, m3, n=n, curve=curve)
     fig = go.Figure()
     seen = set()
     for a, b, k in _runs(labels):
@@ -133,8 +164,8 @@ def circle_margin_figure(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float
             hovertemplate=REGION_NAMES[k] + "<extra></extra>",
         ))
         seen.add(k)
-    t = float(margin_crossing(phi, m1, m2, m3))
-    width = float(margin_width(phi, m1, m2, m3))
+    t = float(margin_crossing(phi, m1, m2, m3, curve=curve))
+    width = float(margin_width(phi, m1, m2, m3, curve=curve))
     for ang, k in ((t, CLASS1), (phi - t, CLASS2)):
         fig.add_trace(go.Scatter(x=[0.0, 1.15 * math.cos(ang)], y=[0.0, 1.15 * math.sin(ang)], mode="lines",
                                  name=f"class {k} boundary", line={"color": REGION_COLOURS[k], "dash": "dash",
@@ -147,14 +178,14 @@ def circle_margin_figure(phi: float, m1: float = 1.0, m2: float = 0.0, m3: float
                            arrowhead=2, arrowsize=1.2, arrowwidth=3, arrowcolor=REGION_COLOURS[k], text="")
         fig.add_annotation(x=1.28 * x, y=1.28 * y, text=f"<b>{name}</b>", showarrow=False,
                            font={"size": 17, "color": REGION_COLOURS[k]})
-    sw = swallow_angle(m1, m2, m3)
+    sw = swallow_angle(m1, m2, m3, curve=curve)
     if width < -1e-9:
         note = f"the classes overlap by {-math.degrees(width):.2f}° (negative margin)"
     elif phi <= sw + 1e-12:
         note = f"the margin swallows the whole arc (φ ≤ {math.degrees(sw):.2f}°)"
     else:
         note = f"margin width {math.degrees(width):.2f}°"
-    name = label or f"(m1, m2, m3) = ({m1:g}, {m2:g}, {m3:g})"
+    name = label or (curve.label if curve is not None else f"(m1, m2, m3) = ({m1:g}, {m2:g}, {m3:g})")
     style_figure(fig, f"{name}: W1 and W2 {math.degrees(phi):.1f}° apart<br><sup>{note}</sup>", height=560)
     fig.update_xaxes(range=[-1.45, 1.45], visible=False)
     fig.update_yaxes(range=[-1.45, 1.45], visible=False, scaleanchor="x", scaleratio=1)
@@ -179,7 +210,7 @@ def margin_width_figure(curves: Sequence[CurveLike] = FIG5_WIDTH_CURVES, points:
     y_lo, y_hi = 0.0, 60.0
     for i, c in enumerate(items):
         st = curve_style(i)
-        w = np.degrees(margin_width(phi, *c.margins))
+        w = np.degrees(margin_width(phi, curve=c))
         y_lo, y_hi = min(y_lo, float(w.min())), max(y_hi, float(w.max()))
         fig.add_trace(go.Scatter(x=deg, y=w, mode="lines", name=c.label,
                                  line={"color": st["color"], "dash": st["dash"], "width": 3},

@@ -270,10 +270,60 @@ def _background(dim: int) -> dict[str, Any]:
           showlegend=False, line=dict(color=NEUTRAL, width=1.5))
 
 
+def _subcentre_traces(subcentres: np.ndarray, dominant: np.ndarray, names: list[str], colours: list[str],
+                      dim: int) -> list[dict[str, Any]]:
+    """Sub-center ArcFace: every non-dominant sub-centre as a thin dashed ray with an open diamond at its tip
+    (the dominant one is the class's centre W_j, drawn as the other centres)."""
+    sub = _unit(np.asarray(subcentres, dtype=np.float64))
+    n, k, _ = sub.shape
+    rows = [(j, i) for j in range(n) for i in range(k) if i != int(dominant[j])]
+    if not rows:
+        return []
+    tips = RAY_END * np.array([sub[j, i] for j, i in rows])
+    seg: list[list[float | None]] = [[] for _ in range(dim)]
+    for p in tips:
+        for a in range(dim):
+            seg[a] += [0.0, float(p[a]), None]
+    hover = [f"sub-centre {i} of {names[j]} (not dominant)" for j, i in rows]
+    colour = [colours[j] for j, _ in rows]
+    kind, extra = ("scatter", {}) if dim == 2 else ("scatter3d", {"z": seg[2]})
+    ray = dict(type=kind, x=seg[0], y=seg[1], mode="lines", name="non-dominant sub-centres",
+               line=dict(color=NEUTRAL, width=1.5 if dim == 2 else 3, dash="dot"), hoverinfo="skip",
+               legendgroup="subcentres", **extra)
+    mark = dict(type=kind, x=tips[:, 0], y=tips[:, 1], mode="markers", name="sub-centre tips", showlegend=False,
+                marker=dict(size=11 if dim == 2 else 6, symbol="diamond-open", color=colour, line=dict(width=2)),
+                hovertext=hover, hoverinfo="text", legendgroup="subcentres",
+                **({"cliponaxis": False} if dim == 2 else {"z": tips[:, 2]}))
+    return [ray, mark]
+
+
+NOISY_RADIUS = 0.9  # 2-D: flipped-label samples drawn just inside the circle, so they stand out
+
+
+def _noisy_traces(noisy: Any, names: list[str], colours: list[str], dim: int) -> list[dict[str, Any]]:
+    """The training samples whose label was flipped: crosses in the colour of their (wrong) label."""
+    emb = _unit(np.asarray(noisy.embeddings, dtype=np.float64).reshape(-1, dim))
+    if not len(emb):
+        return []
+    labels = np.asarray(noisy.labels, dtype=np.int64)
+    where = np.where(np.asarray(noisy.at_dominant, dtype=bool), "the dominant sub-centre",
+                     "a non-dominant sub-centre")
+    hover = [f"flipped label: {names[j]}<br>nearest: {w} of {names[j]}" for j, w in zip(labels, where, strict=True)]
+    marker = dict(symbol="x", color=[colours[j] for j in labels], size=10 if dim == 2 else 5,
+                  line=dict(color="#000000", width=1))
+    common = dict(mode="markers", name="flipped labels (training)", marker=marker, hovertext=hover,
+                  hoverinfo="text", legendgroup="noisy")
+    if dim == 2:
+        p = NOISY_RADIUS * emb
+        return [dict(type="scatter", x=p[:, 0], y=p[:, 1], **common)]
+    return [dict(type="scatter3d", x=emb[:, 0], y=emb[:, 1], z=emb[:, 2], **common)]
+
+
 def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
                       class_names: Sequence[str] | None, hover_text: Sequence[str] | None,
                       regions: dict[str, Any] | None, all_classes: bool, jitter: float,
-                      centres_label: str = CENTRES_NAME) -> tuple[int, list[dict]]:
+                      centres_label: str = CENTRES_NAME, subcentres: np.ndarray | None = None,
+                      dominant: np.ndarray | None = None, noisy: Any = None) -> tuple[int, list[dict]]:
     """(d, traces): background (circle / sphere) first, then one trace per class, rays, tips, regions."""
     centres = np.asarray(centres, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] not in (2, 3):
@@ -289,6 +339,10 @@ def _embedding_traces(embeddings: np.ndarray, labels: np.ndarray, centres: np.nd
     traces = [_background(dim)]
     traces += _point_traces(emb, labels, centres, names, colours, dim, hover, all_classes, jitter)
     traces += _centre_traces(centres, names, colours, dim, name=centres_label)
+    if subcentres is not None and dominant is not None:
+        traces += _subcentre_traces(subcentres, dominant, names, colours, dim)
+    if noisy is not None:
+        traces += _noisy_traces(noisy, names, colours, dim)
     if regions is not None:
         if dim == 3:
             traces = traces[1:]  # the coloured sphere replaces the faint one
@@ -300,7 +354,8 @@ def embedding_spec(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarr
                      class_names: Sequence[str] | None = None, title: str | None = None,
                      hover_text: Sequence[str] | None = None, *, regions: dict[str, Any] | None = None,
                      all_classes: bool = False, jitter: float = POINT_JITTER, uirevision: str = "embedding",
-                     height: int = 560, centres_label: str = CENTRES_NAME) -> dict[str, Any]:
+                     height: int = 560, centres_label: str = CENTRES_NAME, subcentres: np.ndarray | None = None,
+                     dominant: np.ndarray | None = None, noisy: Any = None) -> dict[str, Any]:
     """Fig. 3: normalised embeddings on the unit circle (d = 2) or sphere (d = 3), centres W_j as rays.
 
     ``embeddings`` (k, d) and ``centres`` (n, d) are L2-normalised (re-normalised here to be safe);
@@ -309,10 +364,12 @@ def embedding_spec(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarr
     per class present (per class when ``all_classes``); non-finite rows are left out.
     ``regions=dict(m1=, m2=, m3=, mode=)`` adds the decision regions (see :func:`add_decision_regions`).
     ``uirevision`` keeps the viewer's zoom and 3-D camera across live updates.  ``centres_label`` names the
-    rays in the legend (see :func:`centres_name`).
+    rays in the legend (see :func:`centres_name`).  Sub-center ArcFace: ``subcentres`` (n, K, d) and
+    ``dominant`` (n,) add every non-dominant sub-centre; ``noisy`` (training.NoisyLabels) the samples with
+    flipped labels.
     """
     dim, traces = _embedding_traces(embeddings, labels, centres, class_names, hover_text, regions, all_classes,
-                                    jitter, centres_label)
+                                    jitter, centres_label, subcentres, dominant, noisy)
     return {"data": traces, "layout": _layout(dim, title, uirevision, height)}
 
 
@@ -660,6 +717,20 @@ def curves_from_history(history: Sequence[Any], **kwargs: Any) -> go.Figure:
 # Fig. 3 side by side
 
 
+def snapshot_spec(snap: Any, title: str | None = None, class_names: Sequence[str] | None = None,
+                  regions: dict[str, Any] | None = None, uirevision: str = "embedding", height: int = 560,
+                  centres_label: str | None = None) -> dict[str, Any]:
+    """:func:`embedding_spec` of a snapshot, with its sub-centres and flipped-label samples where it has them."""
+    return embedding_spec(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
+                          regions=regions, all_classes=True, uirevision=uirevision, height=height,
+                          centres_label=centres_label or CENTRES_NAME,
+                          subcentres=getattr(snap, "subcentres", None), dominant=getattr(snap, "dominant", None),
+                          noisy=getattr(snap, "noisy", None))
+
+
+snapshot_figure = as_figure(snapshot_spec)
+
+
 def compare_specs(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softmax", "ArcFace"),
                   class_names: Sequence[str] | None = None,
                   regions: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
@@ -671,11 +742,8 @@ def compare_specs(left: Any, right: Any, titles: tuple[str, str] = ("Norm-Softma
     decision ring, e.g. ``(dict(mode="margin"), dict(m2=0.2, mode="margin"))``; ``centres_labels`` name
     each side's rays (None: class centres; see :func:`centres_name`).
     """
-    specs = tuple(embedding_spec(snap.embeddings, snap.labels, snap.centres, class_names=class_names, title=title,
-                                 regions=region, all_classes=True, uirevision=f"compare-{side}", height=height,
-                                 centres_label=label or CENTRES_NAME)
-                  for snap, title, region, side, label in zip((left, right), titles, regions, ("left", "right"),
-                                                              centres_labels, strict=True))
+    specs = (snapshot_spec(left, titles[0], class_names, regions[0], "compare-left", height, centres_labels[0]),
+             snapshot_spec(right, titles[1], class_names, regions[1], "compare-right", height, centres_labels[1]))
     for spec in specs:  # legends below: a longer legend on one side must not shrink its circle
         spec["layout"]["legend"] = {**spec["layout"]["legend"], "orientation": "h", "yanchor": "top", "y": -0.02,
                                     "x": 0.5, "xanchor": "center"}

@@ -20,6 +20,8 @@ NEGATIVE_COLOUR = OKABE_ITO["vermillion"]
 #: One colour per Table-3 column (NS, ArcFace, IntraL, InterL, TripletL).
 COLUMN_COLOURS = {"NS": OKABE_ITO["orange"], "ArcFace": OKABE_ITO["blue"], "IntraL": OKABE_ITO["green"],
                   "InterL": OKABE_ITO["purple"], "TripletL": OKABE_ITO["sky_blue"]}
+#: columns beyond the paper's five (the losses after ArcFace): Paul Tol's muted colours, in order
+EXTRA_COLOURS = ("#CC6677", "#332288", "#DDCC77", "#117733", "#882255", "#44AA99", "#999933")
 #: The paper's values: white diamonds with a black outline, visible on light and dark themes and on any bar.
 PAPER_MARKER = dict(symbol="diamond", size=11, color="#FFFFFF", line=dict(color=OKABE_ITO["black"], width=2))
 
@@ -90,8 +92,9 @@ def table3_figure(ours: Mapping[str, Mapping[str, float | None]],
     arrows = arrows or {}
     labels = [f"{r} {arrows.get(r, '')}".strip() for r in rows]
     fig = go.Figure()
+    extra = iter(EXTRA_COLOURS * 2)
     for column, values in ours.items():
-        colour = COLUMN_COLOURS.get(column, OKABE_ITO["black"])
+        colour = COLUMN_COLOURS.get(column) or next(extra, OKABE_ITO["black"])
         y = [values.get(r) for r in rows]
         fig.add_trace(go.Bar(x=labels, y=[np.nan if v is None else v for v in y], name=column, offsetgroup=column,
                              marker=dict(color=colour), legendgroup=column,

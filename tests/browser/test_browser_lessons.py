@@ -471,7 +471,7 @@ def test_explainer_next_and_previous_move_through_the_story(page, app_server):
     press(page, "explainer:next")
     assert query_of(page).get("step") == "2"
     assert "2. Softmax" in headings(page)
-    assert "Step 2 of 8" in main_text(page)
+    assert "Step 2 of 9" in main_text(page)
     wait_for_plotly_change(page, 0, before, timeout=TIMEOUT_MS)
     assert "Softmax: W1·x + b1 = W2·x + b2" in plotly_layout(page, 0)["title"]
 
@@ -480,8 +480,8 @@ def test_explainer_next_and_previous_move_through_the_story(page, app_server):
     assert "1. The problem" in headings(page)
     assert_no_errors(page)
 
-    open_app(page, app_server, "explainer", "step=8", timeout=TIMEOUT_MS)
-    assert "8. Caveats" in headings(page)
+    open_app(page, app_server, "explainer", "step=9", timeout=TIMEOUT_MS)
+    assert "9. After ArcFace" in headings(page)
     assert button(page, "explainer:next").is_disabled()  # the last step
     screenshot(page, "lesson-explainer-last-step")
 
