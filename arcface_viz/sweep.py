@@ -643,6 +643,43 @@ class SweepResult:
         return {"settings": cfg.to_dict(), "cells": cells, "seconds": self.seconds, "num_classes": self.num_classes}
 
 
+def summary(result: SweepResult) -> list[str]:
+    """The sentences under a map, each from the map's own cells: how many did not train and where they lie
+    against the theory line, and what the theory line is (the largest angle neighbouring centres can have)."""
+    from .geometry import max_min_centre_angle
+
+    cells = result.cells
+    bad = [c for c in cells if not c.trained]
+    out = []
+    fits = result.fits_grid()
+    if not bad:
+        out.append(f"Every one of the {len(cells)} cells trained.")
+    else:
+        where = ""
+        if fits is not None:
+            beyond = sum(1 for c in bad if c.margin_fits is False)
+            where = (" all of them beyond the theory line" if beyond == len(bad) else
+                     " none of them beyond the theory line" if beyond == 0 else
+                     f" {beyond} of them beyond the theory line")
+            where = f":{where}"
+        out.append(f"**{len(bad)} of {len(cells)} cells did not train** (grey, ✗){where}.")
+    if fits is not None:
+        cfg = result.config
+        dims = sorted({int(cfg.cell_values(c.ix, c.iy)["dim"]) for c in cells})
+        best = [max_min_centre_angle(result.num_classes, d) for d in dims]
+        angles = " and ".join(f"{math.degrees(b):.1f}° apart in {d}-D" for b, d in zip(best, dims, strict=True)
+                              if b is not None)
+        n_out = int((~fits).sum())
+        if n_out:
+            out.append(f"Theory (dashed line): {result.num_classes} class centres can be at most {angles}; in "
+                       f"{n_out} cell(s) the margin needs more than that before either of two neighbouring classes "
+                       "can win between them (the swallow angle of Fig. 5).")
+        else:
+            out.append(f"Theory: {result.num_classes} class centres can be {angles}, and every margin of this "
+                       "map fits between neighbouring centres (no dashed line).")
+    return out
+
+
 def _json_number(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None

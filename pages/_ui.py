@@ -151,16 +151,18 @@ def presenter_on() -> bool:
     return bool(st.session_state.get("presenter"))
 
 
-def chart(fig: Any, key: str, *, file_name: str | None = None) -> None:
+def chart(fig: Any, key: str, *, file_name: str | None = None, on_click: Callable[[], None] | None = None) -> None:
     """Draw a plotly figure: projector styling when presenting, PNG from the toolbar's camera button,
-    and an interactive HTML download when exports are switched on."""
+    and an interactive HTML download when exports are switched on.  ``on_click``: called (as a callback) when
+    the visitor clicks a point; the selection is in ``st.session_state[key]``."""
     from arcface_viz.plots.style import presenter_style, standalone_html
 
     if presenter_on():
         fig = presenter_style(fig)
     name = file_name or key
+    select = dict(on_select=on_click, selection_mode="points") if on_click is not None else {}
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
-        "format": "png", "filename": name, "scale": 2}})
+        "format": "png", "filename": name, "scale": 2}}, **select)
     if st.session_state.get("exports"):
         st.download_button("Download as interactive HTML", standalone_html(fig, name), file_name=f"{name}.html",
                            mime="text/html", key=f"{key}:html", icon=":material/download:", on_click="ignore")
@@ -188,6 +190,16 @@ def page_state(page: str, spec: Spec) -> dict[str, Any]:
     values = load_state(page, spec)
     show_notices(page)
     return values
+
+
+def open_lesson(page: str, path: str, query: dict[str, str]) -> None:
+    """Go to lesson ``path`` with exactly the settings of ``query``: the lesson's state in this session (its
+    values, widgets and live run, keyed by ``page``) is dropped first, so it reads them from the URL."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"{page}:")]:
+        del st.session_state[key]
+    for key in (f"_values:{page}", f"_notices:{page}", f"_live:{page}"):
+        st.session_state.pop(key, None)
+    st.switch_page(path, query_params=query)
 
 
 def messages(warnings: Iterable[str]) -> None:
