@@ -41,6 +41,7 @@ from .launch import check_launch, validate_config
 from .metrics import last_metrics, read_metrics
 
 STATUSES = ("queued", "running", "finished", "failed", "stopped")
+HELD_MESSAGE = "waiting in its grid's queue for a free slot"
 TRAINER_MODULE = "arcface_viz.train"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,10 +206,13 @@ class Registry:
     # -- starting --------------------------------------------------------------------------------
 
     def launch(self, config: Mapping[str, Any], nproc_per_node: int = 1, nnodes: int = 1, node_rank: int = 0,
-               master_addr: str = "127.0.0.1", master_port: int | None = None, name: str | None = None) -> int:
+               master_addr: str = "127.0.0.1", master_port: int | None = None, name: str | None = None,
+               hold: bool = False) -> int:
         """Validate, create the run directory, write config.json and start torchrun; return the run's id.
 
-        Every check runs before any process starts; a bad value raises ValueError with a message.
+        Every check runs before any process starts; a bad value raises ValueError with a message.  ``hold``: leave
+        the run queued, without a process (a grid's queue starts it later with :meth:`start`; see
+        :mod:`.grid`).
         """
         check_launch(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                      master_port=master_port)
@@ -235,8 +239,19 @@ class Registry:
             self._update(run_id, run_dir=str(run_dir), status="failed", ended=time.time(),
                          message=f"not started: {exc}")
             raise
-        self._start(self.get(run_id), resume=False)
+        if hold:
+            self._update(run_id, message=HELD_MESSAGE)
+        else:
+            self._start(self.get(run_id), resume=False)
         return run_id
+
+    def start(self, run_id: int) -> Run:
+        """Start a held run (queued, never started): what a grid's queue does when a slot is free."""
+        run = self.get(run_id)
+        if run.status != "queued" or run.pid is not None:
+            raise ValueError(f"run {run_id} is {run.status}, not waiting to start")
+        self._start(run, resume=False)
+        return self.get(run_id)
 
     @staticmethod
     def _default_name(config: Mapping[str, Any]) -> str:
@@ -306,6 +321,9 @@ class Registry:
         run = self.get(run_id)
         if run.status not in ("running", "queued"):
             raise ValueError(f"run {run_id} is not running (status {run.status})")
+        if run.status == "queued" and run.pid is None:  # waiting in a queue: it never gets a process
+            self._update(run.id, status="stopped", ended=time.time(), message="taken out of the queue by the user")
+            return self.get(run_id)
         grace = self.grace if grace is None else grace
         pids = P.run_processes(run)
         P.signal_group(run, signal.SIGTERM)
@@ -325,12 +343,15 @@ class Registry:
         with 0, else ``failed`` (its logs stay in the run directory); ranks left behind are killed.  Running
         runs get their last_metrics refreshed.
         """
+        from .grid import held_ids
+
         changed = []
         with self._db() as db:
             rows = db.execute("SELECT * FROM runs WHERE status IN ('running', 'queued')").fetchall()
+        held = held_ids(self) if any(r["status"] == "queued" for r in rows) else set()
         for run in map(_row_to_run, rows):
             if run.status == "queued":
-                if run.pid is None and time.time() - run.created > 300:
+                if run.pid is None and run.id not in held and time.time() - run.created > 300:
                     self._update(run.id, status="failed", ended=time.time(), message="never started")
                     changed.append(run.id)
                 continue
