@@ -6,15 +6,15 @@ have to classify (the paper's Table 3 even finds Norm-Softmax's W_j 44° from it
 14° for ArcFace).  This module holds what the page (``pages/mnist.py``), the CLI (``arcface-viz mnist``) and
 the benchmark share:
 
-- :data:`MNIST_SPEC`, the lesson's parameters (widgets, URL, CLI flags) and :func:`image_config`;
-- :class:`ImageConfig` and :func:`build_image_trainer` / :func:`build_image_compare_trainers`: the step-wise
-  :class:`~arcface_viz.training.Trainer` fed with *streaming* mini-batches.  The training set stays a uint8
+- :data:`MNIST_SPEC`, the lesson's parameters (widgets, URL, CLI flags);
+- :class:`ImageConfig` (a :class:`~arcface_viz.training.LessonConfig`) and :func:`build_image_trainer`: the
+  step-wise :class:`~arcface_viz.training.Trainer` fed with *streaming* mini-batches.  The training set stays a uint8
   tensor (on the GPU when there is one) and each batch is normalised on the fly, ``x = (u/255 − μ)/σ``;
   one epoch is one shuffled pass.  Every snapshot measures the accuracy on a fixed, bounded subset of the
   test images (the ones drawn on the sphere); the *full* test set is evaluated at every epoch end;
 - :func:`confusion`: the test confusion matrix and the most confused pairs with the angle between their
   class centres W_j (a small angle between two centres is why those two classes get confused);
-- :func:`png_data_uri` / :func:`thumbnails`: test images as small PNG data URIs for the page's gallery;
+- :func:`hover_texts`: the hover line of each drawn test image (its figures are in arcface_viz.plots.images);
 - :func:`train_for` and :func:`report`: a run to an epoch or time budget, and its numbers (test accuracy,
   images/second, the Table-3 angles W-EC, W-Inter, Intra, Inter in degrees).
 
@@ -24,25 +24,20 @@ Same seed ⇒ same run (on the CPU): the data subset, the network and W_j, the b
 
 from __future__ import annotations
 
-import base64
-import copy
 import math
-import struct
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from torch import nn
 
 from .device import pick_device
-from .losses import LOSSES, PARAM_NAMES, loss_defaults, make_loss
+from .losses import LOSSES
 from .models import SmallCNN
-from .params import LOSS_SPEC, Param, Spec, loss_params
-from .training import Snapshot, Trainer, seeded
+from .params import LOSS_SPEC, Param, Spec
+from .training import LessonConfig, Snapshot, Trainer
 
 # ---------------------------------------------------------------------------------------------
 # Data sets and presets
@@ -61,31 +56,9 @@ IMAGE_SCALE = 12.0
 IMAGE_LOSS_PRESETS: dict[str, dict[str, Any]] = {name: {"s": IMAGE_SCALE} for name, info in LOSSES.items()
                                                  if "s" in info.params}
 
-#: Training settings per data set, used where an ImageConfig leaves them as None.
-DATASET_TRAINING: dict[str, dict[str, Any]] = {
-    "mnist": {},
-    "fashion-mnist": {},
-    "digits": {},
-}
 #: Images per forward pass when evaluating: 256 keeps a 28×28 CNN's activations near 13 MB per layer (1024
 #: needed ~50 MB each, which set the peak memory of a hosted app) at the same speed.
 EVAL_CHUNK = 256
-TRAINING_DEFAULTS: dict[str, Any] = {"lr": 0.01, "warmup_steps": 0, "channels": (16, 32), "batch_size": 128}
-
-
-def image_loss_defaults(name: str) -> dict[str, Any]:
-    """The loss parameters the MNIST lesson starts from: low-dimensional defaults + image presets."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    out = loss_defaults(name, low_dim=True)
-    out.update({k: v for k, v in IMAGE_LOSS_PRESETS.get(name, {}).items() if k in LOSSES[name].params})
-    return out
-
-
-def image_dataset_defaults(name: str) -> dict[str, Any]:
-    """The training settings that suit a data set, in MNIST_SPEC names (loaded when the picker changes)."""
-    rec = {**TRAINING_DEFAULTS, **DATASET_TRAINING.get(name, {})}
-    return {"lr": rec["lr"], "warmup": rec["warmup_steps"], "batch_size": rec["batch_size"]}
 
 
 def pick_available(statuses: Mapping[str, Any], wanted: str | None = None) -> str:
@@ -102,11 +75,74 @@ def pick_available(statuses: Mapping[str, Any], wanted: str | None = None) -> st
 
 
 # ---------------------------------------------------------------------------------------------
+# The lesson's config: training.LessonConfig with what differs for images
+
+
+@dataclass
+class ImageConfig(LessonConfig):
+    """An image run: a :class:`~arcface_viz.models.SmallCNN` on MNIST, Fashion-MNIST or digits, fed by an
+    :class:`ImageStream`.  ``loss_params`` left out take the image presets (:data:`IMAGE_LOSS_PRESETS`).
+
+    ``sample_size``: test images evaluated at every snapshot and drawn on the sphere (a fixed random subset);
+    ``eval_size``: training images for the per-snapshot train accuracy and θ_yi histogram;
+    ``max_train`` / ``max_test``: a random subset of this size (None: the whole set).
+    """
+
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 0.01, "warmup_steps": 0, "channels": (16, 32),
+                                                   "batch_size": 128}
+    LOSS_PRESETS: ClassVar[dict[str, dict[str, Any]]] = IMAGE_LOSS_PRESETS
+    SPEC_FIELDS: ClassVar[dict[str, str]] = {
+        "dataset": "dataset", "max_train": "max_train", "seed": "seed", "dim": "dim", "optimizer": "optimizer",
+        "lr": "lr", "batch_size": "batch_size", "warmup": "warmup_steps",
+    }
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ("channels",)
+
+    dataset: str = "digits"
+    dim: int = 3
+    sample_size: int = 1000
+    data_dir: str | None = None
+    channels: tuple[int, ...] | None = None
+    dropout: float = 0.2
+    max_train: int | None = None
+    max_test: int | None = None
+    num_threads: int | None = None
+    eval_size: int = 1000
+
+    def load_data(self):
+        """The data set (toy_data.ImageDataset); raises toy_data.DatasetMissing with how to get it."""
+        from toy_data import load_dataset
+
+        if self.dataset not in IMAGE_DATASETS:
+            raise ValueError(f"unknown data set {self.dataset!r}; choose one of {', '.join(IMAGE_DATASETS)}")
+        return load_dataset(self.dataset, self.data_dir, max_train=self.max_train, max_test=self.max_test,
+                            seed=self.seed)
+
+    def build_model(self, data) -> nn.Module:
+        """models.SmallCNN for the image size; on the CPU its weights are stored channels-last, which makes
+        oneDNN's convolutions, pooling and PReLU about 1.5× faster at this size (bench/bench_mnist.py)."""
+        h, w = data.image_shape
+        if h != w:
+            raise ValueError(f"square images expected, got {h}×{w}")
+        net = SmallCNN(self.dim, 1, h, channels=self.channels, dropout=self.dropout)
+        if pick_device(self.device).type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    @staticmethod
+    def classes_in(data) -> int:
+        return data.n_classes
+
+    def make_trainer(self, model: nn.Module, loss_fn, data) -> ImageTrainer:
+        return ImageTrainer(model, loss_fn, data, self)
+
+
+# ---------------------------------------------------------------------------------------------
 # The lesson's parameters.  data_dir is not here: it is free text (a page text input / --data-dir).
 
 _LOSS_CHOICES = tuple(LOSSES)
 _LOSS_LABELS = {k: v.label for k, v in LOSSES.items()}
 BATCH_SIZES = (32, 64, 128, 256, 512)
+_TRAINING = ImageConfig.TRAINING_DEFAULTS
 
 MNIST_SPEC = Spec((
     Param("dataset", "choice", "mnist", "Data set",
@@ -119,14 +155,14 @@ MNIST_SPEC = Spec((
           min=0, max=99999, step=1, widget="number"),
     Param("dim", "choice", 3, "embedding dimension", "2: the unit circle; 3: the sphere.", choices=(2, 3),
           widget="radio"),
-    *LOSS_SPEC.with_defaults(**image_loss_defaults("arcface")),
+    *LOSS_SPEC.with_defaults(**ImageConfig.default_loss_params("arcface")),
     Param("optimizer", "choice", "adam", "optimizer", choices=("adam", "sgd"), widget="radio"),
-    Param("lr", "float", TRAINING_DEFAULTS["lr"], "learning rate",
+    Param("lr", "float", _TRAINING["lr"], "learning rate",
           "Step size of the optimizer; applies at the next step.", min=0.0005, max=0.5, step=0.0005,
           format="%.4f"),
-    Param("batch_size", "choice", TRAINING_DEFAULTS["batch_size"], "batch size", "Images per optimizer step.",
+    Param("batch_size", "choice", _TRAINING["batch_size"], "batch size", "Images per optimizer step.",
           choices=BATCH_SIZES),
-    Param("warmup", "int", TRAINING_DEFAULTS["warmup_steps"], "margin warm-up (steps)",
+    Param("warmup", "int", _TRAINING["warmup_steps"], "margin warm-up (steps)",
           "Ramp the margin from 0 over this many steps.", min=0, max=5000, step=50),
     Param("steps_per_frame", "int", 10, "steps per frame", "Optimizer steps between two redraws.",
           min=1, max=200, step=1),
@@ -135,109 +171,6 @@ MNIST_SPEC = Spec((
     Param("loss_b", "choice", "softmax", "second loss", "The loss drawn on the left in compare mode.",
           choices=_LOSS_CHOICES, labels=_LOSS_LABELS),
 ))
-
-#: settings a running trainer takes between steps; any other change needs a Reset
-MNIST_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
-
-
-def image_config(values: Mapping[str, Any], loss: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    """MNIST_SPEC values -> the settings of :class:`ImageConfig` (for ``loss`` if given: its own defaults)."""
-    name = loss or values["loss"]
-    return {
-        "dataset": values["dataset"], "data_dir": data_dir or None, "max_train": values["max_train"],
-        "seed": values["seed"], "dim": values["dim"], "loss": name,
-        "loss_params": {} if loss else loss_params(values), "optimizer": values["optimizer"], "lr": values["lr"],
-        "batch_size": values["batch_size"], "warmup_steps": values["warmup"],
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Config
-
-
-@dataclass
-class ImageConfig:
-    """Everything that defines an image run.  ``loss_params`` left out take :func:`image_loss_defaults`;
-    ``lr``, ``warmup_steps``, ``channels`` and ``batch_size`` left as None take DATASET_TRAINING[dataset],
-    then TRAINING_DEFAULTS.
-
-    ``sample_size``: test images evaluated at every snapshot and drawn on the sphere (a fixed random subset);
-    ``eval_size``: training images for the per-snapshot train accuracy and θ_yi histogram.
-    """
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    dim: int = 3
-    loss: str = "arcface"
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "adam"
-    lr: float | None = None
-    batch_size: int | None = None
-    warmup_steps: int | None = None
-    anneal: bool = True
-    channels: tuple[int, ...] | None = None
-    dropout: float = 0.2
-    max_train: int | None = None
-    max_test: int | None = None
-    seed: int = 0
-    device: str | None = None
-    num_threads: int | None = None
-    sample_size: int = 1000
-    eval_size: int = 1000
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ImageConfig:
-        """Fields by name; loss parameters (s, m2, …) may also sit at the top level.  Unknown keys raise."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names - set(PARAM_NAMES)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}")
-        kw = {k: v for k, v in values.items() if k in names}
-        lp = dict(kw.pop("loss_params", None) or {})
-        lp.update({k: v for k, v in values.items() if k in PARAM_NAMES and v is not None})
-        if kw.get("channels") is not None:
-            kw["channels"] = tuple(int(c) for c in kw["channels"])
-        return cls(**kw, loss_params=lp)
-
-    def resolved(self) -> ImageConfig:
-        """A copy with lr, warmup_steps, channels and batch_size filled in."""
-        rec = {**TRAINING_DEFAULTS, **DATASET_TRAINING.get(self.dataset, {})}
-        keys = ("lr", "warmup_steps", "channels", "batch_size")
-        return replace(self, **{k: rec[k] for k in keys if getattr(self, k) is None})
-
-    def resolved_loss_params(self) -> dict[str, Any]:
-        """image_loss_defaults(loss) updated with the given values the loss actually uses (range-checked)."""
-        out = image_loss_defaults(self.loss)
-        used = LOSSES[self.loss].params
-        out.update({k: LOSS_SPEC[k].coerce(v) for k, v in self.loss_params.items() if k in used and v is not None})
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, every default filled in."""
-        cfg = self.resolved()
-        d = asdict(cfg)
-        d["channels"] = list(cfg.channels)
-        d["loss_params"] = cfg.resolved_loss_params()
-        return d
-
-    def load_data(self):
-        """The data set (toy_data.ImageDataset); raises toy_data.DatasetMissing with how to get it."""
-        from toy_data import load_dataset
-
-        if self.dataset not in IMAGE_DATASETS:
-            raise ValueError(f"unknown data set {self.dataset!r}; choose one of {', '.join(IMAGE_DATASETS)}")
-        return load_dataset(self.dataset, self.data_dir, max_train=self.max_train, max_test=self.max_test,
-                            seed=self.seed)
-
-
-def _config(config, overrides: Mapping[str, Any]) -> ImageConfig:
-    if config is None:
-        base: dict[str, Any] = {}
-    elif isinstance(config, ImageConfig):
-        base = {f.name: getattr(config, f.name) for f in fields(config)}
-    else:
-        base = dict(config)
-    return ImageConfig.from_dict({**base, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,52 +362,11 @@ class ImageTrainer(Trainer):
         return self.predict(self.embed_images(sample)).cpu().numpy()
 
 
-def _make_model(cfg: ImageConfig, data) -> nn.Module:
-    """models.SmallCNN for the image size; on the CPU its weights are stored channels-last, which makes
-    oneDNN's convolutions, pooling and PReLU about 1.5× faster at this size (bench/bench_mnist.py)."""
-    h, w = data.image_shape
-    if h != w:
-        raise ValueError(f"square images expected, got {h}×{w}")
-    net = SmallCNN(cfg.dim, 1, h, channels=cfg.channels, dropout=cfg.dropout)
-    if pick_device(cfg.device).type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
-    return net
-
-
 def build_image_trainer(config: ImageConfig | Mapping[str, Any] | None = None, *, data=None,
                         model: nn.Module | None = None, **overrides: Any) -> ImageTrainer:
-    """An :class:`ImageTrainer` for ``config`` (an ImageConfig or a dict, see ImageConfig.from_dict) with
-    ``overrides`` on top.  The CNN and then W_j are created under ``torch.manual_seed(seed)``; pass ``data``
-    (an ImageDataset) to reuse loaded images and ``model`` to start from given weights (deep-copied).
-    Raises ValueError (toy_data.DatasetMissing included) for settings that cannot be trained."""
-    cfg = _config(config, overrides).resolved()
-    if cfg.dim not in (2, 3):
-        raise ValueError(f"embedding dimension must be 2 or 3, got {cfg.dim}")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
-    params = cfg.resolved_loss_params()
-    data = data if data is not None else cfg.load_data()
-    with seeded(cfg.seed):
-        net = _make_model(cfg, data)  # always drawn, so W_j's initialisation does not depend on `model`
-        if model is not None:
-            net = copy.deepcopy(model)
-        loss_fn = make_loss(cfg.loss, data.n_classes, cfg.dim, **params)
-    return ImageTrainer(net, loss_fn, data, cfg)
-
-
-def build_image_compare_trainers(config: ImageConfig | Mapping[str, Any] | None = None,
-                                 losses: tuple[str, str] = ("softmax", "arcface"),
-                                 loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
-                                 *, data=None, **overrides: Any) -> tuple[ImageTrainer, ImageTrainer]:
-    """Compare mode: two trainers with the same images, seed, batches and initial CNN weights, differing only
-    in the loss.  ``loss_params[i]`` overrides loss i's image defaults."""
-    cfg = _config(config, overrides).resolved()
-    data = data if data is not None else cfg.load_data()
-    with seeded(cfg.seed):
-        net = _make_model(cfg, data)
-    out = [build_image_trainer(replace(cfg, loss=name, loss_params=dict(p or {})), data=data, model=net)
-           for name, p in zip(losses, loss_params, strict=True)]
-    return out[0], out[1]
+    """:meth:`~arcface_viz.training.LessonConfig.build` for ``ImageConfig.of(config, **overrides)``; ``data``
+    an ImageDataset.  Raises ValueError (toy_data.DatasetMissing included) for settings that cannot be trained."""
+    return ImageConfig.of(config, **overrides).build(data=data, model=model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,9 +416,6 @@ def report(trainer: ImageTrainer, max_train_embed: int = 10_000) -> dict[str, An
     """The numbers of a run: full test accuracy now, training time, images/second and the Table-3 angles
     (stats.angle_statistics: W-EC, W-Inter, Intra = Intra1, Inter = Inter1 on up to ``max_train_embed``
     training images; Intra2 / Inter2 on the test set), in degrees."""
-    from . import stats
-    from .device import describe
-
     acc, _ = trainer.full_test()
     emb_te, _ = trainer.test_predictions()
     y_te = trainer.y_test_all.cpu().numpy()
@@ -535,21 +424,11 @@ def report(trainer: ImageTrainer, max_train_embed: int = 10_000) -> dict[str, An
     n = len(data.y_train)
     ids = np.sort(rng.permutation(n)[:min(max_train_embed, n)])
     emb_tr = trainer.embed_images(np.ascontiguousarray(data.x_train[ids])).float().cpu().numpy()
-    weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres else None
-    angles = stats.angle_statistics(weight, emb_tr, data.y_train[ids], emb_te, y_te)
-    cfg = trainer.config
     return {
-        "dataset": data.name, "source": data.source, "dim": cfg.dim, "loss": trainer.loss_fn.name,
-        "loss_label": trainer.loss_fn.info.label, "loss_params": cfg.resolved_loss_params(),
-        "test_acc": acc, "epochs": trainer.epoch, "steps": trainer.step, "seconds": trainer.seconds,
-        "images_per_second": trainer.images_per_second,
+        **trainer.report((emb_tr, data.y_train[ids]), (emb_te, y_te)), "dataset": data.name, "source": data.source,
+        "test_acc": acc, "epochs": trainer.epoch, "images_per_second": trainer.images_per_second,
         "epoch_test_acc": [r._asdict() for r in trainer.epoch_log],
-        "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"], "Inter": angles["Inter1"],
-        "Intra1": angles["Intra1"], "Inter1": angles["Inter1"], "Intra2": angles["Intra2"],
-        "Inter2": angles["Inter2"],
         "n_train": n, "n_test": int(len(y_te)), "n_train_angles": int(len(ids)),
-        "device": describe(trainer.device), "num_threads": trainer.num_threads or torch.get_num_threads(),
-        "config": cfg.to_dict(),
     }
 
 
@@ -640,39 +519,7 @@ def confused_examples(trainer: ImageTrainer, true: int, predicted: int, k: int =
 
 
 # ---------------------------------------------------------------------------------------------
-# Thumbnails and hover text
-
-
-def png_bytes(image: np.ndarray, scale: int = 1, invert: bool = False) -> bytes:
-    """A grey uint8 image (H, W) as PNG bytes, each pixel a ``scale``×``scale`` block (no dependencies)."""
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"expected a grey image (H, W), got shape {img.shape}")
-    img = img.astype(np.uint8)
-    if invert:
-        img = 255 - img
-    if scale > 1:
-        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    h, w = img.shape
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), img], axis=1).tobytes()  # filter byte 0 on each row
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-
-
-def png_data_uri(image: np.ndarray, scale: int = 1, invert: bool = False) -> str:
-    """``data:image/png;base64,…`` for an image (st.image and HTML <img> take it as a URL)."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image, scale, invert)).decode("ascii")
-
-
-def thumbnails(images: np.ndarray, size: int = 56, invert: bool = False) -> list[str]:
-    """Data URIs of uint8 images (N, H, W), scaled up by whole pixels to about ``size`` pixels wide."""
-    imgs = np.asarray(images)
-    scale = max(1, round(size / imgs.shape[-1])) if imgs.ndim == 3 and imgs.shape[-1] else 1
-    return [png_data_uri(im, scale, invert) for im in imgs]
+# Hover text
 
 
 def hover_texts(trainer: ImageTrainer, snap: Snapshot, predictions: np.ndarray | None = None) -> list[str]:
@@ -689,111 +536,3 @@ def hover_texts(trainer: ImageTrainer, snap: Snapshot, predictions: np.ndarray |
         out.append(f"{names[y]} {verdict}<br>θ<sub>y</sub> = {t:.1f}°<br>test image #{trainer.sample_ids[i]}"
                    "<br><i>click to see it</i>")
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures for the page (pure: arrays in, plotly Figure out)
-
-
-def attach_sample_ids(fig: go.Figure, labels: np.ndarray, n_classes: int) -> go.Figure:
-    """Put each drawn sample's position (0..k−1) into ``customdata`` of the per-class traces that
-    plots.sphere.embedding_figure builds (legendgroup "class<j>", points in sample order), so a selection
-    event says which images were clicked.  Use with ``hover_text`` (customdata is then free)."""
-    lab = np.asarray(labels)
-    for tr in fig.data:
-        group = getattr(tr, "legendgroup", None) or ""
-        if group.startswith("class") and group[5:].isdigit() and tr.mode == "markers":
-            j = int(group[5:])
-            if 0 <= j < n_classes:
-                tr.customdata = np.flatnonzero(lab == j)
-    return fig
-
-
-def selected_samples(selection: Any) -> list[int]:
-    """Sample positions from a Streamlit plotly selection (``event.selection``), in click order, unique."""
-    points = (selection or {}).get("points", []) if isinstance(selection, Mapping) else \
-        getattr(selection, "points", []) or []
-    out: list[int] = []
-    for p in points:
-        cd = p.get("customdata") if isinstance(p, Mapping) else None
-        if isinstance(cd, (list, tuple)):
-            cd = cd[0] if cd else None
-        if isinstance(cd, (int, float)) and not isinstance(cd, bool) and float(cd).is_integer():
-            if int(cd) not in out:
-                out.append(int(cd))
-    return out
-
-
-def sphere_map_figure(embeddings: np.ndarray, labels: np.ndarray, centres: np.ndarray,
-                      class_names: Sequence[str], hover_text: Sequence[str] | None = None,
-                      title: str | None = None, height: int = 420, uirevision: str = "map") -> go.Figure:
-    """The sphere unrolled (equirectangular): longitude atan2(y, x) and latitude asin(z), in degrees, so points
-    can be clicked or box-selected (3-D scatter plots cannot be selected).  Centres W_j are diamonds;
-    customdata holds each point's sample position."""
-    from .plots.sphere import palette
-
-    emb = np.asarray(embeddings, dtype=np.float64)
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    lab = np.asarray(labels)
-    w = np.asarray(centres, dtype=np.float64)
-    w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
-
-    def lonlat(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.degrees(np.arctan2(v[:, 1], v[:, 0])), np.degrees(np.arcsin(np.clip(v[:, 2], -1.0, 1.0)))
-
-    colours = palette(len(w))
-    lon, lat = lonlat(emb) if len(emb) else (np.zeros(0), np.zeros(0))
-    hover = np.asarray(hover_text, dtype=object) if hover_text is not None else None
-    traces = []
-    for j in range(len(w)):
-        m = lab == j
-        if not m.any():
-            continue
-        kw: dict[str, Any] = {"hovertext": hover[m].tolist(), "hoverinfo": "text"} if hover is not None else {}
-        traces.append(go.Scatter(x=lon[m].astype(np.float32), y=lat[m].astype(np.float32), mode="markers",
-                                 name=str(class_names[j]), legendgroup=f"class{j}", customdata=np.flatnonzero(m),
-                                 marker=dict(size=6, color=colours[j], opacity=0.8,
-                                             line=dict(color="rgba(0,0,0,0.3)", width=0.5)), **kw))
-    wl, wt = lonlat(w)
-    traces.append(go.Scatter(x=wl, y=wt, mode="markers", name="class centres W_j", hoverinfo="text",
-                             hovertext=[f"W<sub>{j}</sub> ({class_names[j]})" for j in range(len(w))],
-                             marker=dict(size=14, symbol="diamond", color=colours,
-                                         line=dict(color="#333333", width=1.5))))
-    layout = dict(title=dict(text=title, x=0.5, xanchor="center") if title else None, height=height,
-                  margin=dict(l=50, r=10, t=40 if title else 15, b=40), uirevision=uirevision,
-                  xaxis=dict(range=[-180, 180], title=dict(text="longitude (°)"), dtick=45, zeroline=False),
-                  yaxis=dict(range=[-90, 90], title=dict(text="latitude (°)"), dtick=30, zeroline=False),
-                  legend=dict(itemsizing="constant"), hovermode="closest")
-    return go.Figure(data=traces, layout=layout)
-
-
-def curves_with_epochs(curves: Mapping[str, np.ndarray], epoch_log: Sequence[EpochResult],
-                       title: str | None = None) -> go.Figure:
-    """plots.sphere.curves_figure (loss; train and drawn-sample test accuracy per snapshot) plus one marker
-    per epoch end: the accuracy on the whole test set."""
-    from .plots.sphere import curves_figure
-
-    fig = curves_figure(curves["steps"], curves["loss"], curves["train_acc"], curves["test_acc"], title=title)
-    fig.add_trace(go.Scatter(x=[r.step for r in epoch_log], y=[r.test_acc for r in epoch_log], mode="markers",
-                             name="test acc, whole set (epoch ends)", xaxis="x2", yaxis="y2",
-                             marker=dict(size=10, symbol="star", color="#CC79A7",
-                                         line=dict(color="#333333", width=1)),
-                             hovertemplate="epoch end, step %{x}: %{y:.2%} on the whole test set<extra></extra>"))
-    return fig
-
-
-def confusion_figure(conf: Confusion, title: str | None = None, height: int = 430) -> go.Figure:
-    """Heatmap of the confusion matrix, row-normalised colour (share of each true class), counts as text."""
-    m = conf.matrix.astype(np.float64)
-    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
-    names = [str(c) for c in conf.classes]
-    fig = go.Figure(go.Heatmap(
-        z=share, x=names, y=names, text=conf.matrix, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
-        hovertemplate="true %{y}, predicted %{x}: %{text} images (%{z:.1%} of %{y})<extra></extra>",
-        colorbar=dict(title=dict(text="share"), tickformat=".0%")))
-    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center") if title else None, height=height,
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), uirevision="confusion",
-                      xaxis=dict(title=dict(text="predicted"), type="category", side="bottom"),
-                      yaxis=dict(title=dict(text="true"), type="category", autorange="reversed"))
-    return fig
-

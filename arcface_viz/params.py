@@ -13,15 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .losses import LOSS_PARAMS, LOSSES
+from .losses import LOSS_PARAMS, LOSSES, PARAM_NAMES
+from .settings import FALSE_WORDS, TRUE_WORDS
 
 
 class ParamError(ValueError):
     """A value that cannot be used; the message is written for the person who typed it."""
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _NONE = {"", "none", "null"}  # how an optional parameter's "no value" is written in a URL or on the CLI
 
 
@@ -68,9 +67,9 @@ class Param:
             if k == "bool":
                 if isinstance(value, str):
                     low = value.strip().lower()
-                    if low not in _TRUE | _FALSE:
+                    if low not in TRUE_WORDS | FALSE_WORDS:
                         raise ParamError(f"{self.title}: expected true/false, got {value!r}")
-                    return low in _TRUE
+                    return low in TRUE_WORDS
                 return bool(value)
             if k in ("float", "int"):
                 if isinstance(value, bool):
@@ -306,12 +305,6 @@ LOSS_SPEC = Spec((
 ))
 
 
-def loss_params(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of make_loss for the selected loss: only the parameters it uses."""
-    info = LOSSES[values["loss"]]
-    return {k: values[k] for k in info.params if k in values}
-
-
 # ---------------------------------------------------------------------------------------------
 # Lesson specs.  Each lesson's page reads/writes exactly these names in its URL.
 
@@ -385,27 +378,6 @@ TOY_SPEC = Spec((
           choices=tuple(LOSSES), labels={k: v.label for k, v in LOSSES.items()}),
 ))
 
-#: settings a running toy trainer can take between steps; any other change needs a Reset
-TOY_LIVE = ("s", "m1", "m2", "m3", "m", "lam", "margin", "easy_margin", "lr", "warmup", "steps_per_frame")
-
-
-def toy_dataset_defaults(name: str) -> dict[str, Any]:
-    """The classroom defaults of a toy data set in TOY_SPEC names, with the training settings that suit it."""
-    from toy_data import TOY_DATASETS
-
-    from .training import DATASET_TRAINING
-
-    d, rec = TOY_DATASETS[name].defaults, DATASET_TRAINING.get(name, {})
-    return {"classes": d["num_classes"], "samples": d["samples_per_class"], "noise": d["noise"],
-            "lr": rec.get("lr", 0.01), "warmup": rec.get("warmup_steps", 0)}
-
-
-def toy_config(values: Mapping[str, Any], loss: str | None = None) -> dict[str, Any]:
-    """TOY_SPEC values -> the settings of arcface_viz.training.ToyConfig (for ``loss`` if given)."""
-    name = loss or values["loss"]
-    return {
-        "dataset": values["dataset"], "num_classes": values["classes"], "samples_per_class": values["samples"],
-        "noise": values["noise"], "seed": values["seed"], "dim": values["dim"], "loss": name,
-        "loss_params": {} if loss else loss_params(values), "optimizer": values["optimizer"], "lr": values["lr"],
-        "warmup_steps": values["warmup"],
-    }
+#: what a running lesson takes between steps (a loss parameter, the learning rate, the warm-up, the steps per frame:
+#: training.LIVE_SETTINGS in spec names); any other change needs a Reset.  Every lesson page uses this list.
+LIVE_KEYS = (*PARAM_NAMES, "lr", "warmup", "steps_per_frame")

@@ -20,11 +20,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-_TRUE = {"1", "true", "yes", "on"}
+#: the words read as true / false, in any case: environment flags here, URL and CLI values in params.Param
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
 
 
 def hosted() -> bool:
@@ -42,7 +44,7 @@ def backend_enabled(secret_enabled: object = None) -> bool:
     if _flag("ARCFACE_VIZ_BACKEND"):
         return True
     if isinstance(secret_enabled, str):
-        return secret_enabled.strip().lower() in _TRUE
+        return secret_enabled.strip().lower() in TRUE_WORDS
     return secret_enabled is True
 
 

@@ -234,7 +234,7 @@ def _centres(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.nd
 
 def centre_angles(centres: Any) -> np.ndarray:
     """Full (C, C) matrix of angles in degrees between the rows of ``centres`` (class weights W or
-    embedding-feature centres).  Memory is C²; use :func:`min_centre_angle_deg` for many classes."""
+    embedding-feature centres).  Memory is C²; use :func:`nearest_centre_angles_deg` for many classes."""
     u = _unit_rows(centres, "centres")
     return np.degrees(np.arccos(np.clip(u @ u.T, -1.0, 1.0)))
 
@@ -251,7 +251,7 @@ def _min_other_angle(u: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(best, -1.0, 1.0)))
 
 
-def min_centre_angle_deg(weight: Any) -> np.ndarray:
+def nearest_centre_angles_deg(weight: Any) -> np.ndarray:
     """For each row j of ``weight`` (W or centres), min_{k≠j} ∠(W_j, W_k) in degrees.
 
     Its mean is W-Inter (Table 3) when given W, and Inter when given embedding-feature centres.

@@ -34,21 +34,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-import torch
-
-from toy_data import make_dataset
 
 from . import stats as S
-from .device import pick_device
 from .image_training import ImageConfig, ImageTrainer
-from .losses import LOSSES, loss_defaults, make_loss
-from .models import SmallCNN, ToyMLP
+from .losses import LOSSES, loss_defaults
 from .params import Param, ParamError, Spec
-from .training import ToyConfig, Trainer, seeded
+from .training import ToyConfig, Trainer
 
 # ---------------------------------------------------------------------------------------------------
 # The five models and the settings
@@ -315,16 +310,11 @@ class Table3Setup:
 
 def _toy_setup(dataset: str, seed: int, dim: int, device: str | None) -> Table3Setup:
     base = ToyConfig(dataset=dataset, dim=dim, seed=seed, device=device).resolved()
-    data = make_dataset(dataset, seed=seed)
+    data = base.load_data()
     X_tr, y_tr, X_te, y_te = data.train_test_split(base.test_fraction, seed=seed)
 
-    def build(loss: str, params: dict[str, Any]) -> Trainer:
-        with seeded(seed):  # the same network and W_j for every loss
-            net = ToyMLP(data.input_dim, dim, base.hidden)
-            loss_fn = make_loss(loss, data.num_classes, dim, **params)
-        return Trainer(net, loss_fn, X_tr, y_tr, X_te, y_te, optimizer=base.optimizer, lr=base.lr,
-                       batch_size=base.batch_size, warmup_steps=base.warmup_steps, anneal=base.anneal,
-                       device=base.device, seed=seed, sample_size=base.sample_size)
+    def build(loss: str, params: dict[str, Any]) -> Trainer:  # the same network and W_j for every loss
+        return replace(base, loss=loss, loss_params=dict(params)).build(data=data, dims=DIMS)
 
     def embed(trainer: Trainer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         e_tr, l_tr = trainer.embeddings("train")
@@ -342,22 +332,11 @@ def _image_setup(dataset: str, seed: int, dim: int, device: str | None, data_dir
     base = ImageConfig(dataset=dataset, data_dir=data_dir, dim=dim, seed=seed, device=device, max_train=max_train,
                        max_test=MAX_TEST_IMAGES).resolved()
     data = base.load_data()
-    h, w = data.image_shape
-    if h != w:
-        raise ValueError(f"square images expected, got {h}×{w}")
     rng = np.random.default_rng(seed)
     train_ids = np.sort(rng.permutation(len(data.y_train))[:MAX_TRAIN_EMBED])
-    cpu = pick_device(device).type == "cpu"
 
-    def build(loss: str, params: dict[str, Any]) -> ImageTrainer:
-        with seeded(seed):  # the same CNN and W_j for every loss
-            net = SmallCNN(dim, 1, h, channels=base.channels, dropout=base.dropout)
-            if cpu:  # channels-last is faster for oneDNN's convolutions (as image_training does)
-                net = net.to(memory_format=torch.channels_last)
-            loss_fn = make_loss(loss, data.n_classes, dim, **params)
-        cfg = ImageConfig(**{**{f.name: getattr(base, f.name) for f in fields(ImageConfig)}, "loss": loss,
-                             "loss_params": dict(params)})
-        return ImageTrainer(net, loss_fn, data, cfg)
+    def build(loss: str, params: dict[str, Any]) -> ImageTrainer:  # the same CNN and W_j for every loss
+        return replace(base, loss=loss, loss_params=dict(params)).build(data=data, dims=DIMS)
 
     def embed(trainer: ImageTrainer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         e_tr = trainer.embed_images(np.ascontiguousarray(data.x_train[train_ids])).float().cpu().numpy()
@@ -381,8 +360,8 @@ def prepare(dataset: str, seed: int = 0, dim: int = 16, *, device: str | None = 
     raise ParamError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_CHOICES)}")
 
 
-def check_config(dataset: str, budget_s: float, seed: int, dim: int) -> dict[str, Any]:
-    """Validate the four settings (ParamError, a ValueError, on any problem) and return them coerced."""
+def checked_settings(dataset: str, budget_s: float, seed: int, dim: int) -> dict[str, Any]:
+    """The four settings of TABLE3_SPEC, validated (ParamError, a ValueError, on any problem) and coerced."""
     values = TABLE3_SPEC.validate({"dataset": dataset, "budget": budget_s, "seed": seed, "dim": dim})
     steps_for(values["dataset"], values["budget"])
     return values
@@ -398,7 +377,7 @@ def run_table3(dataset: str = "fig3", budget_s: float = 3.0, seed: int = 0, dim:
     match the CLI and other machines; None picks CUDA/MPS when present.  Image data sets read ``data_dir``
     (else the cache and system folders) and raise toy_data.DatasetMissing, a ValueError, when absent.
     """
-    v = check_config(dataset, budget_s, seed, dim)
+    v = checked_settings(dataset, budget_s, seed, dim)
     dataset, seed, dim = v["dataset"], v["seed"], v["dim"]
     n_steps = steps_for(dataset, v["budget"]) if steps is None else int(steps)
     if n_steps < 1 or n_steps > MAX_STEPS:
@@ -583,16 +562,61 @@ def summary_rows(result: Table3Result) -> list[dict[str, Any]]:
     return out
 
 
+def embeddings_report(data: Mapping[str, Any], max_pairs: int = 10_000, seed: int = 0, bins: int = 90,
+                      far: float = 1e-3) -> dict[str, Any]:
+    """Table-3 statistics of saved embeddings (stats.load_embeddings_npz's dict): the six angles, the Fig. 6/7
+    pair angles and LFW-protocol verification with TAR@FAR on balanced pairs (test set if present, else
+    training set), as plain JSON-ready values; what ``arcface-viz stats`` prints."""
+    if max_pairs < 1 or bins < 1 or seed < 0:
+        raise ValueError(f"--max-pairs and --bins must be at least 1 and --seed at least 0, "
+                         f"got {max_pairs}, {bins}, {seed}")
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"--far must be in [0, 1], got {far}")
+    x, y = data["embeddings"], data["labels"]
+    out: dict[str, Any] = {
+        "n_train": int(len(y)), "n_classes_train": int(np.unique(y).size), "dim": int(x.shape[1]),
+        "has_weight": data["weight"] is not None, "n_test": None,
+    }
+    out["angle_statistics"] = S.angle_statistics(data["weight"], x, y, data["test_embeddings"],
+                                                 data["test_labels"])
+    pair_set = "train"
+    if data["test_embeddings"] is not None:
+        out["n_test"] = int(len(data["test_labels"]))
+        x, y, pair_set = data["test_embeddings"], data["test_labels"], "test"
+    try:
+        pos, neg = S.pair_angles(x, y, max_pairs=max_pairs, seed=seed)
+    except ValueError as exc:  # e.g. every class has one sample: no positive pairs
+        out["pairs"] = {"set": pair_set, "skipped": str(exc)}
+        out["verification"] = None
+        return out
+    out["pairs"] = {
+        "set": pair_set, "n_positive": int(pos.size), "n_negative": int(neg.size),
+        "mean_positive_deg": float(pos.mean()), "mean_negative_deg": float(neg.mean()),
+        "overlap": S.histogram_overlap(pos, neg, bins=bins), "bins": bins, "seed": seed,
+    }
+    ia, ib, same = S.verification_pairs(y, n_pairs=2 * max_pairs, seed=seed)
+    if same.size < 10:
+        out["verification"] = {"set": pair_set, "skipped": f"only {same.size} balanced pairs, 10 folds need 10"}
+        return out
+    xs = np.asarray(x, dtype=np.float64)
+    xs = xs / np.linalg.norm(xs, axis=1, keepdims=True)
+    res = S.verification_folds(xs[ia], xs[ib], same, folds=10)
+    out["verification"] = {
+        "set": pair_set, "n_pairs": int(same.size), "accuracy_mean": res.mean, "accuracy_std": res.std,
+        "thresholds": [float(t) for t in res.thresholds], "far": far,
+        "tar_at_far": S.tar_at_far(np.sum(xs[ia] * xs[ib], axis=1), same, far),
+    }
+    return out
+
+
 def embeddings_file_report(path: str, seed: int = 0, max_pairs: int = HISTOGRAM_PAIRS) -> dict[str, Any]:
     """Table-3 statistics of embeddings saved by any run (``np.savez`` with embeddings, labels [, weight,
-    test_embeddings, test_labels]; see stats.load_embeddings_npz): what ``arcface-viz stats`` prints
-    (commands.stats.compute) plus the pair angles for a Fig. 6/7 histogram (``pos_deg`` / ``neg_deg``, test
-    set if present, else training set; empty lists when there are no positive pairs).
+    test_embeddings, test_labels]; see stats.load_embeddings_npz): :func:`embeddings_report` plus the pair
+    angles for a Fig. 6/7 histogram (``pos_deg`` / ``neg_deg``, test set if present, else training set; empty
+    lists when there are no positive pairs).
     Raises FileNotFoundError or ValueError with a short message for a bad file."""
-    from .commands.stats import compute
-
     data = S.load_embeddings_npz(path)
-    out = compute(data, max_pairs=max_pairs, seed=seed, far=FARS[-1])
+    out = embeddings_report(data, max_pairs=max_pairs, seed=seed, far=FARS[-1])
     x, y = (data["test_embeddings"], data["test_labels"]) if data["test_embeddings"] is not None else \
         (data["embeddings"], data["labels"])
     try:

@@ -9,7 +9,12 @@ and the minimum angle between centres.
 Schedules applied before every step: margin warm-up ``margin_scale = min(1, step / warmup_steps)``
 (the margins ramp from 0), and for A-Softmax SphereFace's ``λ = max(λ_min, 1000·(1 + 0.12·step)^−1)``.
 
-Same seed ⇒ same run: :func:`build_toy_trainer` creates the model and W under ``torch.manual_seed(seed)``,
+A lesson's run is described by a :class:`LessonConfig`: :class:`ToyConfig` here, and
+:class:`~arcface_viz.image_training.ImageConfig` for images, each overriding only what differs.  The page,
+compare mode (:func:`build_compare_trainers`), the CLI and Table 3 all build their trainers through
+:meth:`LessonConfig.build`.
+
+Same seed ⇒ same run: :meth:`LessonConfig.build` creates the model and W under ``torch.manual_seed(seed)``,
 batches are drawn with the trainer's own ``torch.Generator`` and dropout uses the trainer's own saved
 global RNG state, so other code (or other visitors of the app) drawing random numbers changes nothing.
 """
@@ -23,7 +28,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +40,10 @@ from .losses import LOSSES, PARAM_NAMES, MarginLoss, a_softmax_lambda, loss_defa
 from .models import ToyMLP
 from .optim import SGD, Adam
 from .params import LOSS_SPEC
+from .stats import angle_statistics
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; annotations only
 
 _DEG = 180.0 / math.pi
 _SMALL_MODEL = 200_000  # parameters; below this one CPU thread beats two (per-op overhead dominates)
@@ -101,8 +110,24 @@ class _Batches:
             self.X = self.y = None
             self.source: Iterable | None = X
             self._it: Iterator | None = None
+        self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # a stream's last ≤ 8 batches of the last take
 
-    def indices(self, k: int, block: int = 512) -> Iterator[torch.Tensor]:
+    def take(self, k: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The next k mini-batches (x, y), on the device."""
+        if self.source is None:  # the hot path: tensors already on the device, one index row per batch
+            X, y = self.X, self.y
+            for idx in self._indices(k):
+                yield X.index_select(0, idx), y.index_select(0, idx)
+            return
+        self.recent = []
+        for _ in range(k):
+            batch = self._next_from_source()
+            self.recent.append(batch)
+            if len(self.recent) > 8:
+                self.recent.pop(0)
+            yield batch
+
+    def _indices(self, k: int, block: int = 512) -> Iterator[torch.Tensor]:
         """Index rows for the next k in-memory batches, drawn ``block`` rows per call (on the CPU the same
         numbers as one call per batch, so a run does not depend on how it is chunked)."""
         for start in range(0, k, block):
@@ -110,10 +135,7 @@ class _Batches:
             yield from torch.randint(len(self.y), (rows, self.batch_size), generator=self.generator,
                                      device=self.device).unbind(0)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.source is None:
-            idx = next(self.indices(1))
-            return self.X.index_select(0, idx), self.y.index_select(0, idx)
+    def _next_from_source(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._it is None:
             self._it = iter(self.source)
         try:
@@ -168,12 +190,11 @@ class Trainer:
         self.optimizer = _make_optimizer(optimizer, params, float(lr), self.device)
         self.step = 0
         self.seconds = 0.0
-        self.config: ToyConfig | None = None  # set by build_toy_trainer
-        self.data = None  # the toy_data.ToyData, set by build_toy_trainer
+        self.config: LessonConfig | None = None  # set by LessonConfig.make_trainer
+        self.data = None  # the lesson's data set, set by LessonConfig.make_trainer
         self.lam_min = float(loss_fn.lam)  # the user's λ is the floor of the annealing
         self._pending: dict[str, Any] = {}
         self._last_loss: float | None = None
-        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # last batches (streaming sources)
         n_params = sum(p.numel() for p in params)
         self.num_threads = num_threads or (1 if self.device.type == "cpu" and n_params < _SMALL_MODEL else None)
         with seeded(self.seed):  # our own RNG stream for dropout, independent of others
@@ -229,7 +250,7 @@ class Trainer:
     def set_warmup(self, warmup_steps: int) -> None:
         self.warmup_steps = int(warmup_steps)
 
-    def loss_params(self) -> dict[str, Any]:
+    def current_loss_params(self) -> dict[str, Any]:
         """The current values of the loss's own parameters (after pending changes)."""
         out = {k: getattr(self.loss_fn, k) for k in self.loss_fn.info.params}
         if "lam" in out and self._annealing:
@@ -255,6 +276,8 @@ class Trainer:
         self._apply_schedules()
 
     def _apply_schedules(self) -> None:
+        """The schedules at the current step: margin warm-up min(1, step / warmup_steps), and for A-Softmax
+        with annealing λ = max(λ_min, 1000·(1 + 0.12·step)^−1)."""
         loss_fn = self.loss_fn
         loss_fn.margin_scale = min(1.0, self.step / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         if self._annealing:
@@ -280,49 +303,25 @@ class Trainer:
             return snap
 
     def _train(self, k: int) -> None:
+        """k optimizer steps, each: the schedules for this step, forward, backward, update."""
         self._apply_pending()
-        model, loss_fn, opt, batches = self.model, self.loss_fn, self.optimizer, self.batches
-        warmup, annealing, lam_min = self.warmup_steps, self._annealing, self.lam_min
-        streaming = batches.source is not None
-        if streaming:
-            self._recent = []
+        model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         model.train()
         loss_fn.train()
         total = torch.zeros((), device=self.device)
-        step = self.step
+        scheduled = self.warmup_steps > 0 or self._annealing  # else the values stay as _apply_pending set them
         t0 = time.perf_counter()
-        if not streaming:  # the hot loop: tensors already on the device, one index row per step
-            X, y = batches.X, batches.y
-            for idx in batches.indices(k):
-                if warmup > 0:
-                    loss_fn.margin_scale = min(1.0, step / warmup)
-                if annealing:
-                    loss_fn.lam = a_softmax_lambda(step, lam_min)
-                loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                step += 1
-        else:
-            for _ in range(k):
-                if warmup > 0:
-                    loss_fn.margin_scale = min(1.0, step / warmup)
-                if annealing:
-                    loss_fn.lam = a_softmax_lambda(step, lam_min)
-                xb, yb = batches.next()
-                loss = loss_fn(model(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                step += 1
-                self._recent.append((xb, yb))
-                if len(self._recent) > 8:
-                    self._recent.pop(0)
+        for xb, yb in self.batches.take(k):
+            if scheduled:
+                self._apply_schedules()
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            self.step += 1
         self._last_loss = float(total) / k  # one sync per chunk
         self.seconds += time.perf_counter() - t0
-        self.step = step
         self._apply_schedules()
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -345,9 +344,9 @@ class Trainer:
         try:
             if self.X_eval is not None:
                 X_tr, y_tr = self.X_eval, self.y_eval
-            elif self._recent:
-                X_tr = torch.cat([b[0] for b in self._recent])
-                y_tr = torch.cat([b[1] for b in self._recent])
+            elif self.batches.recent:
+                X_tr = torch.cat([b[0] for b in self.batches.recent])
+                y_tr = torch.cat([b[1] for b in self.batches.recent])
             else:  # streaming, nothing trained yet: peek at a fresh pass, leaving the training stream alone
                 X_tr, y_tr = self._peek()
             emb_tr = self.embed(X_tr)
@@ -395,6 +394,27 @@ class Trainer:
         with self._threads():
             return self.embed(X).float().cpu().numpy(), y.cpu().numpy()
 
+    def report(self, train: tuple[np.ndarray, np.ndarray],
+               test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+        """What the lesson commands report about a run built from a :class:`LessonConfig`: the loss and its
+        parameters, steps, training seconds, device and config, and the Table-3 angles of the given
+        embeddings (stats.angle_statistics with this run's W_j; none for the triplet loss): W-EC, W-Inter,
+        Intra = Intra1, Inter = Inter1 (``train``), Intra2, Inter2 (``test``), in degrees."""
+        from .device import describe
+
+        info = self.loss_fn.info
+        weight = self.loss_fn.weight.detach().float().cpu().numpy() if info.has_centres else None
+        angles = angle_statistics(weight, *train, *(test or (None, None)))
+        cfg = self.config
+        return {
+            "dataset": cfg.dataset, "dim": cfg.dim, "loss": self.loss_fn.name, "loss_label": info.label,
+            "loss_params": cfg.resolved_loss_params(), "steps": self.step, "seconds": self.seconds,
+            "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"],
+            "Inter": angles["Inter1"], **{k: angles[k] for k in ("Intra1", "Inter1", "Intra2", "Inter2")},
+            "device": describe(self.device), "num_threads": self.num_threads or torch.get_num_threads(),
+            "config": cfg.to_dict(),
+        }
+
     # --- threads and RNG -----------------------------------------------------------------------
 
     def _threads(self):
@@ -435,7 +455,8 @@ class _NumThreads:
 
 
 def min_centre_angle_deg(centres: torch.Tensor | np.ndarray) -> float:
-    """The smallest angle (degrees) between two class centres W_j, W_k (j ≠ k); NaN for a single class."""
+    """The smallest angle (degrees) between two class centres W_j, W_k (j ≠ k): one number, the minimum of
+    stats.nearest_centre_angles_deg (which gives it per centre); NaN for a single class."""
     w = F.normalize(torch.as_tensor(centres).float(), dim=1)
     n = len(w)
     if n < 2:
@@ -446,48 +467,52 @@ def min_centre_angle_deg(centres: torch.Tensor | np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Building a trainer from a config (shared by the page, compare mode and the CLI)
-
-
-#: Training settings that work for each toy data set (used where a ToyConfig leaves them as None).
-#: The spirals need a deeper MLP, a smaller step and a margin warm-up, or two arms often merge.
-DATASET_TRAINING: dict[str, dict[str, Any]] = {
-    "spirals": {"hidden": (64, 64, 64), "lr": 0.003, "warmup_steps": 200},
-    "moons": {"hidden": (64, 64)},
-}
-TRAINING_DEFAULTS: dict[str, Any] = {"hidden": (64,), "warmup_steps": 0}
-DEFAULT_LR = {"adam": 0.01, "sgd": 0.1}
+# Lesson configs: one base, and per lesson a subclass that overrides only what differs
 
 
 @dataclass
-class ToyConfig:
-    """Everything that defines a toy run.  ``loss_params`` left out take loss_defaults(loss, low_dim=True);
-    ``hidden``, ``lr`` and ``warmup_steps`` left as None take DATASET_TRAINING[dataset], then the defaults
-    ((64,), 0.01 for Adam / 0.1 for SGD, 0)."""
+class LessonConfig:
+    """Everything that defines a lesson's run.  :class:`ToyConfig` and
+    :class:`~arcface_viz.image_training.ImageConfig` override only what differs: their own fields and
+    defaults, the class attributes below, and the data, the network and the trainer (:meth:`load_data`,
+    :meth:`build_model`, :meth:`make_trainer`).
 
-    dataset: str = "fig3"
+    ``loss_params`` left out take :meth:`default_loss_params`; settings left as None take
+    :meth:`recommended` (the data set's DATASET_TRAINING, then TRAINING_DEFAULTS, then DEFAULT_LR).
+    """
+
+    #: settings that suit a data set, by data set (config field names)
+    DATASET_TRAINING: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: settings for what the data set does not say
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"warmup_steps": 0}
+    #: the learning rate per optimizer where neither of the two above gives one
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"adam": 0.01, "sgd": 0.1}
+    #: loss parameters on top of the registry's low-dimensional defaults, by loss
+    LOSS_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the lesson spec's names of config fields (:meth:`from_values`, :meth:`dataset_defaults`)
+    SPEC_FIELDS: ClassVar[dict[str, str]] = {}
+    #: fields that hold a tuple of whole numbers (layer widths)
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ()
+
+    dataset: str = ""
     dim: int = 2
     loss: str = "arcface"
     loss_params: dict[str, Any] = field(default_factory=dict)
-    num_classes: int | None = None  # None: the data set's default
-    samples_per_class: int | None = None
-    noise: float | None = None
-    data_params: dict[str, Any] = field(default_factory=dict)  # extra generator arguments (label_noise, ...)
-    test_fraction: float = 0.2
     optimizer: str = "adam"
     lr: float | None = None
-    batch_size: int = 256
+    batch_size: int | None = None
     warmup_steps: int | None = None
     anneal: bool = True
-    hidden: tuple[int, ...] | None = None
     seed: int = 0
     device: str | None = None
     sample_size: int = 600
 
+    # --- reading and writing ---------------------------------------------------------------------
+
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ToyConfig:
-        """Fields by name; loss parameters (s, m1, m2, …) may also sit at the top level, as in the page's
-        LOSS_SPEC values.  Parameters the chosen loss does not use are ignored; unknown keys raise."""
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """Fields by name; loss parameters (s, m1, m2, …) may also sit at the top level, as in a lesson
+        spec's values.  Parameters the chosen loss does not use are ignored; unknown keys raise."""
         names = {f.name for f in fields(cls)}
         unknown = set(values) - names - set(PARAM_NAMES)
         if unknown:
@@ -495,78 +520,204 @@ class ToyConfig:
         kw = {k: v for k, v in values.items() if k in names}
         loss_params = dict(kw.pop("loss_params", None) or {})
         loss_params.update({k: v for k, v in values.items() if k in PARAM_NAMES and v is not None})
-        if kw.get("hidden") is not None:
-            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+        for name in cls.INT_TUPLES:
+            if kw.get(name) is not None:
+                kw[name] = tuple(int(h) for h in kw[name])
         return cls(**kw, loss_params=loss_params)
 
-    def resolved(self) -> ToyConfig:
-        """A copy with hidden, lr and warmup_steps filled in (data set's recommendation, then defaults)."""
-        rec = {**TRAINING_DEFAULTS, "lr": DEFAULT_LR.get(self.optimizer, 0.01),
-               **DATASET_TRAINING.get(self.dataset, {})}
-        return replace(self, **{k: rec[k] for k in ("hidden", "lr", "warmup_steps") if getattr(self, k) is None})
+    @classmethod
+    def of(cls, config: LessonConfig | Mapping[str, Any] | None = None, /, **overrides: Any) -> Self:
+        """A config from a config of this class, a dict (see :meth:`from_dict`) or None, ``overrides`` on top."""
+        if config is None:
+            base: dict[str, Any] = {}
+        elif isinstance(config, LessonConfig):
+            base = {f.name: getattr(config, f.name) for f in fields(config)}
+        else:
+            base = dict(config)
+        return cls.from_dict({**base, **overrides})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], loss: str | None = None, **extra: Any) -> Self:
+        """A lesson spec's values (TOY_SPEC, MNIST_SPEC) as a config.  With ``loss`` (compare mode's other
+        loss), that loss with its own default parameters; ``extra``: fields the spec does not hold."""
+        name = loss or values["loss"]
+        given = {} if loss else {k: values[k] for k in LOSSES[name].params if k in values}
+        spec = {f: values[k] for k, f in cls.SPEC_FIELDS.items()}
+        return cls.from_dict({**spec, "loss": name, "loss_params": given, **extra})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with every default filled in."""
-        self = self.resolved()
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["loss_params"] = self.resolved_loss_params()
+        cfg = self.resolved()
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+        d["loss_params"] = cfg.resolved_loss_params()
         return d
 
+    # --- defaults --------------------------------------------------------------------------------
+
+    @classmethod
+    def recommended(cls, dataset: str, optimizer: str = "adam") -> dict[str, Any]:
+        """The settings that suit a data set (config field names)."""
+        return {"lr": cls.DEFAULT_LR.get(optimizer, 0.01), **cls.TRAINING_DEFAULTS,
+                **cls.DATASET_TRAINING.get(dataset, {})}
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """What the data-set picker loads into the other controls: :meth:`recommended` in spec names."""
+        rec = cls.recommended(dataset)
+        return {k: rec[f] for k, f in cls.SPEC_FIELDS.items() if f in rec}
+
+    @classmethod
+    def default_loss_params(cls, loss: str) -> dict[str, Any]:
+        """The loss parameters the lesson starts from: loss_defaults(loss, low_dim=True) and LOSS_PRESETS."""
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        out = loss_defaults(loss, low_dim=True)
+        out.update({k: v for k, v in cls.LOSS_PRESETS.get(loss, {}).items() if k in LOSSES[loss].params})
+        return out
+
+    def resolved(self) -> Self:
+        """A copy with the settings left as None filled in from :meth:`recommended`."""
+        rec = self.recommended(self.dataset, self.optimizer)
+        return replace(self, **{k: v for k, v in rec.items() if getattr(self, k) is None})
+
     def resolved_loss_params(self) -> dict[str, Any]:
-        """loss_defaults(loss, low_dim=True) updated with the given values the loss actually uses."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        """:meth:`default_loss_params` updated with the given values the loss uses (range-checked)."""
+        out = self.default_loss_params(self.loss)
         used = LOSSES[self.loss].params
-        out = loss_defaults(self.loss, low_dim=True)
         out.update({k: LOSS_SPEC[k].coerce(v) for k, v in self.loss_params.items() if k in used and v is not None})
         return out
 
-    def data(self):
+    # --- building ------------------------------------------------------------------------------
+
+    def load_data(self):
+        """The lesson's data set for this config (generated or loaded)."""
+        raise NotImplementedError
+
+    def build_model(self, data) -> nn.Module:
+        """The network (inputs → embeddings) for ``data``; drawn from torch's global generator."""
+        raise NotImplementedError
+
+    @staticmethod
+    def classes_in(data) -> int:
+        """The number of classes of ``data`` (rows of W)."""
+        raise NotImplementedError
+
+    def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
+        """The trainer for this resolved config (it keeps ``config`` and ``data``)."""
+        raise NotImplementedError
+
+    def build(self, *, data=None, model: nn.Module | None = None, dims: tuple[int, ...] = (2, 3)) -> Trainer:
+        """A trainer for this config.  The network and then W_j are drawn under ``torch.manual_seed(seed)``;
+        pass ``data`` to reuse loaded data and ``model`` to start from given weights (deep-copied).  ``dims``:
+        the embedding dimensions allowed (the lessons draw 2 or 3).  ValueError for settings that cannot be
+        trained (toy_data.DatasetMissing included)."""
+        cfg = self.resolved()
+        if cfg.dim not in dims:
+            raise ValueError(f"embedding dimension must be {' or '.join(map(str, dims))}, got {cfg.dim}")
+        params = cfg.resolved_loss_params()
+        data = data if data is not None else cfg.load_data()
+        with seeded(cfg.seed):
+            net = cfg.build_model(data)  # always drawn, so W_j's initialisation does not depend on `model`
+            if model is not None:
+                net = copy.deepcopy(model)
+            loss_fn = make_loss(cfg.loss, cfg.classes_in(data), cfg.dim, **params)
+        return cfg.make_trainer(net, loss_fn, data)
+
+
+@dataclass
+class ToyConfig(LessonConfig):
+    """A toy run: a :class:`~arcface_viz.models.ToyMLP` on a generated data set (toy_data.make_dataset).
+    ``num_classes``, ``samples_per_class`` and ``noise`` left as None take the data set's own;
+    ``data_params``: other generator arguments (label_noise, …).  The spirals need a deeper MLP, a smaller
+    step and a margin warm-up, or two arms often merge."""
+
+    DATASET_TRAINING: ClassVar[dict[str, dict[str, Any]]] = {
+        "spirals": {"hidden": (64, 64, 64), "lr": 0.003, "warmup_steps": 200},
+        "moons": {"hidden": (64, 64)},
+    }
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"hidden": (64,), "warmup_steps": 0, "batch_size": 256}
+    SPEC_FIELDS: ClassVar[dict[str, str]] = {
+        "dataset": "dataset", "classes": "num_classes", "samples": "samples_per_class", "noise": "noise",
+        "seed": "seed", "dim": "dim", "optimizer": "optimizer", "lr": "lr", "warmup": "warmup_steps",
+    }
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ("hidden",)
+
+    dataset: str = "fig3"
+    num_classes: int | None = None
+    samples_per_class: int | None = None
+    noise: float | None = None
+    data_params: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    hidden: tuple[int, ...] | None = None
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """The data set's classroom defaults (classes, samples, noise) and the training settings that suit it."""
+        from toy_data import TOY_DATASETS
+
+        d = TOY_DATASETS[dataset].defaults
+        return {"classes": d["num_classes"], "samples": d["samples_per_class"], "noise": d["noise"],
+                **super().dataset_defaults(dataset)}
+
+    def load_data(self):
         """The generated data set (toy_data.ToyData)."""
         from toy_data import make_dataset
 
         return make_dataset(self.dataset, num_classes=self.num_classes, samples_per_class=self.samples_per_class,
                             noise=self.noise, seed=self.seed, **self.data_params)
 
+    def build_model(self, data) -> nn.Module:
+        return ToyMLP(data.input_dim, self.dim, self.hidden)
+
+    @staticmethod
+    def classes_in(data) -> int:
+        return data.num_classes
+
+    def make_trainer(self, model: nn.Module, loss_fn: MarginLoss, data) -> Trainer:
+        X_tr, y_tr, X_te, y_te = data.train_test_split(self.test_fraction, seed=self.seed)
+        has_test = len(y_te) > 0
+        trainer = Trainer(model, loss_fn, X_tr, y_tr, X_te if has_test else None, y_te if has_test else None,
+                          optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size,
+                          warmup_steps=self.warmup_steps, anneal=self.anneal, device=self.device, seed=self.seed,
+                          sample_size=self.sample_size)
+        trainer.config, trainer.data = self, data
+        return trainer
+
 
 def build_toy_trainer(config: ToyConfig | Mapping[str, Any] | None = None, *, data=None,
                       model: nn.Module | None = None, **overrides: Any) -> Trainer:
-    """A :class:`Trainer` for a toy run.  ``config`` (a ToyConfig or a dict, see ToyConfig.from_dict) with
-    ``overrides`` on top.  The model (ToyMLP) and then W_j are created under ``torch.manual_seed(seed)``;
-    pass ``data`` (a ToyData) to reuse generated data and ``model`` to start from given weights (it is
-    deep-copied)."""
-    cfg = _config(config, overrides).resolved()
-    if cfg.dim not in (2, 3):
-        raise ValueError(f"embedding dimension must be 2 or 3, got {cfg.dim}")
-    loss_params = cfg.resolved_loss_params()
-    data = data if data is not None else cfg.data()
-    X_tr, y_tr, X_te, y_te = data.train_test_split(cfg.test_fraction, seed=cfg.seed)
+    """:meth:`LessonConfig.build` for ``ToyConfig.of(config, **overrides)``; ``data`` a toy_data.ToyData."""
+    return ToyConfig.of(config, **overrides).build(data=data, model=model)
+
+
+def build_compare_trainers(config: LessonConfig | Mapping[str, Any] | None = None,
+                           losses: tuple[str, str] = ("norm_softmax", "arcface"),
+                           loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+                           *, data=None, **overrides: Any) -> tuple[Trainer, Trainer]:
+    """Compare mode (Fig. 3) of any lesson: two trainers with the same data, seed, batches and initial network
+    weights, differing only in the loss.  ``config``: a ToyConfig or an ImageConfig (a dict or None: a toy
+    run); ``loss_params[i]`` overrides loss i's defaults."""
+    cls = type(config) if isinstance(config, LessonConfig) else ToyConfig
+    cfg = cls.of(config, **overrides).resolved()
+    data = data if data is not None else cfg.load_data()
     with seeded(cfg.seed):
-        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)  # always drawn, so W_j's init does not depend on `model`
-        if model is not None:
-            net = copy.deepcopy(model)
-        loss_fn = make_loss(cfg.loss, data.num_classes, cfg.dim, **loss_params)
-    trainer = Trainer(net, loss_fn, X_tr, y_tr, X_te if len(y_te) else None, y_te if len(y_te) else None,
-                      optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps,
-                      anneal=cfg.anneal, device=cfg.device, seed=cfg.seed, sample_size=cfg.sample_size)
-    trainer.config = cfg
-    trainer.data = data
-    return trainer
+        net = cfg.build_model(data)
+    a, b = (replace(cfg, loss=name, loss_params=dict(params or {})).build(data=data, model=net)
+            for name, params in zip(losses, loss_params, strict=True))
+    return a, b
 
 
 LIVE_SETTINGS = ("loss_params", "lr", "warmup_steps")  # what a running trainer can change between steps
 
 
-def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list[str]:
-    """Apply a changed config to a running trainer built by :func:`build_toy_trainer` (or the image lesson's
-    builder: the trainer's own config class is used).
+def reconfigure(trainer: Trainer, config: LessonConfig | Mapping[str, Any]) -> list[str]:
+    """Apply a changed config to a running trainer built from a :class:`LessonConfig` (of the same class).
 
     Loss parameters, learning rate and warm-up apply at the next step; the names of the other changed
     settings (data set, dimension, loss, seed, network, …) are returned: those need a new trainer (Reset).
     """
     old = trainer.config
-    cls = type(old)  # ToyConfig, or image_training.ImageConfig: any config dataclass with these methods
+    cls = type(old)
     new = (config if isinstance(config, cls) else cls.from_dict(dict(config))).resolved()
     reset = [f.name for f in fields(cls)
              if f.name not in LIVE_SETTINGS and getattr(new, f.name) != getattr(old, f.name)]
@@ -581,32 +732,3 @@ def reconfigure(trainer: Trainer, config: ToyConfig | Mapping[str, Any]) -> list
         trainer.set_warmup(new.warmup_steps)
     trainer.config = replace(old, loss_params=params, lr=new.lr, warmup_steps=new.warmup_steps)
     return reset
-
-
-def build_compare_trainers(config: ToyConfig | Mapping[str, Any] | None = None,
-                           losses: tuple[str, str] = ("norm_softmax", "arcface"),
-                           loss_params: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
-                           **overrides: Any) -> tuple[Trainer, Trainer]:
-    """Compare mode (Fig. 3): two trainers with the same data, seed, batches and initial network weights,
-    differing only in the loss.  ``loss_params[i]`` overrides loss i's low-dimensional defaults."""
-    cfg = _config(config, overrides).resolved()
-    data = cfg.data()
-    with seeded(cfg.seed):
-        net = ToyMLP(data.input_dim, cfg.dim, cfg.hidden)
-    out = []
-    for name, params in zip(losses, loss_params, strict=True):
-        c = replace(cfg, loss=name, loss_params=dict(params or {}))
-        out.append(build_toy_trainer(c, data=data, model=net))
-    return out[0], out[1]
-
-
-def _config(config, overrides: Mapping[str, Any]) -> ToyConfig:
-    if config is None:
-        base: dict[str, Any] = {}
-    elif isinstance(config, ToyConfig):
-        base = {f.name: getattr(config, f.name) for f in fields(config)}
-    else:
-        base = dict(config)
-    if overrides:
-        base = {**base, **overrides}
-    return ToyConfig.from_dict(base)

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from arcface_viz.losses import LOSSES, loss_defaults
+from arcface_viz.losses import loss_defaults
 from arcface_viz.params import Param, Spec
 
 HIDE_KEY = "hide"  # ?hide=m1,lr hides those controls (a teacher's link shows only what the lesson is about)
@@ -116,10 +116,6 @@ def controls(page: str, spec: Spec, names: Iterable[str] | None = None, containe
             widget(page, p, container, low_dim=low_dim, disabled=disabled,
                    defaults_for=(defaults_for or {}).get(p.name))
     return dict(_store(page))
-
-
-def visible_loss_params(loss: str) -> tuple[str, ...]:
-    return LOSSES[loss].params
 
 
 def sync_url(spec: Spec, values: dict[str, Any]) -> None:

@@ -8,30 +8,27 @@ from arcface_viz.hosted import capped
 from arcface_viz.image_training import (
     DATASET_LABELS,
     IMAGE_DATASETS,
-    MNIST_LIVE,
     MNIST_SPEC,
-    attach_sample_ids,
-    build_image_compare_trainers,
-    build_image_trainer,
+    ImageConfig,
     confused_examples,
     confusion,
+    hover_texts,
+    pick_available,
+)
+from arcface_viz.live import LiveSession
+from arcface_viz.losses import LOSSES
+from arcface_viz.params import LIVE_KEYS, Spec
+from arcface_viz.plots.images import (
+    attach_sample_ids,
     confusion_figure,
     curves_with_epochs,
-    hover_texts,
-    image_config,
-    image_dataset_defaults,
-    image_loss_defaults,
-    pick_available,
     selected_samples,
     sphere_map_figure,
     thumbnails,
 )
-from arcface_viz.live import LiveSession
-from arcface_viz.losses import LOSSES
-from arcface_viz.params import Spec
 from arcface_viz.plots.sphere import embedding_figure, theta_histogram_figure
 from arcface_viz.settings import hosted
-from arcface_viz.training import reconfigure
+from arcface_viz.training import build_compare_trainers, reconfigure
 from pages._live import get_or_build, live_buttons, tick
 from pages._ui import controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
@@ -61,13 +58,14 @@ here = Spec(tuple(replace(p, choices=available) if p.name == "dataset" else p fo
 
 with st.sidebar:
     st.header("Data")
-    controls(PAGE, here, ("dataset", "max_train", "seed"), defaults_for={"dataset": image_dataset_defaults})
+    controls(PAGE, here, ("dataset", "max_train", "seed"), defaults_for={"dataset": ImageConfig.dataset_defaults})
     st.text_input("data directory (IDX files)", key=DIR_KEY, disabled=hosted(),
                   help="A folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                   "t10k-labels-idx1-ubyte (gzipped or not), or with an mnist/ or fashion-mnist/ sub-folder."
                   + (" Disabled on a hosted app." if hosted() else ""))
     st.header("Loss")
-    controls(PAGE, SPEC, ("loss", *LOSSES[values["loss"]].params), defaults_for={"loss": image_loss_defaults})
+    controls(PAGE, SPEC, ("loss", *LOSSES[values["loss"]].params),
+             defaults_for={"loss": ImageConfig.default_loss_params})
     st.header("Training")
     controls(PAGE, SPEC, ("dim", "optimizer", "lr", "batch_size", "warmup", "steps_per_frame"))
     st.header("Compare")
@@ -121,22 +119,22 @@ def load(name: str, folder: str | None, max_train: int, seed: int):
 
 def build(v: dict) -> list:
     """One trainer, or two for compare mode (same images, seed, batches and initial CNN; second loss on the left)."""
-    cfg = image_config(v, data_dir=data_dir)
+    cfg = ImageConfig.from_values(v, data_dir=data_dir)
     data = load(v["dataset"], data_dir, v["max_train"], v["seed"])
     if v["compare"]:
-        return list(build_image_compare_trainers(cfg, losses=(v["loss_b"], v["loss"]),
-                                                 loss_params=(None, cfg["loss_params"]), data=data))
-    return [build_image_trainer(cfg, data=data)]
+        return list(build_compare_trainers(cfg, losses=(v["loss_b"], v["loss"]), loss_params=(None, cfg.loss_params),
+                                           data=data))
+    return [cfg.build(data=data)]
 
 
 def apply_live(run: LiveSession, v: dict) -> None:
     """Loss parameters, learning rate and warm-up take effect at the next step of every trainer."""
     names = [v["loss_b"], v["loss"]] if v["compare"] else [v["loss"]]
     for trainer, name in zip(run.trainers, names, strict=True):
-        reconfigure(trainer, image_config(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
+        reconfigure(trainer, ImageConfig.from_values(v, loss=name if name != v["loss"] else None, data_dir=data_dir))
 
 
-run = get_or_build(PAGE, {**values, "data_dir": data_dir or ""}, build, live_keys=MNIST_LIVE,
+run = get_or_build(PAGE, {**values, "data_dir": data_dir or ""}, build, live_keys=LIVE_KEYS,
                    apply_live=apply_live)
 if run is None:
     st.stop()

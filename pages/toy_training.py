@@ -7,7 +7,7 @@ from arcface_viz.geometry import margin_fit_warning
 from arcface_viz.hosted import capped
 from arcface_viz.live import LiveSession
 from arcface_viz.losses import LOSSES, loss_margins
-from arcface_viz.params import TOY_LIVE, TOY_SPEC, toy_config, toy_dataset_defaults
+from arcface_viz.params import LIVE_KEYS, TOY_SPEC
 from arcface_viz.plots.sphere import (
     centres_name,
     compare_figures,
@@ -18,7 +18,7 @@ from arcface_viz.plots.sphere import (
 )
 from arcface_viz.plots.style import standalone_html
 from arcface_viz.stats import GAP_HELP
-from arcface_viz.training import build_compare_trainers, build_toy_trainer, reconfigure
+from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
 from pages._live import get_or_build, live_buttons, tick
 from pages._ui import chart, controls, page_state, sync_url
 
@@ -36,7 +36,7 @@ loss = values["loss"]
 with st.sidebar:
     st.header("Data")
     controls(PAGE, SPEC, ("dataset", "classes", "samples", "noise", "seed"),
-             defaults_for={"dataset": toy_dataset_defaults})
+             defaults_for={"dataset": ToyConfig.dataset_defaults})
     st.header("Loss")
     controls(PAGE, SPEC, ("loss", *LOSSES[loss].params))
     st.header("Training")
@@ -52,20 +52,20 @@ if LOSSES[loss].head == "cosine":
 
 def build(v: dict) -> list:
     """One trainer, or two for compare mode (same data, seed and initial weights; second loss on the left)."""
+    cfg = ToyConfig.from_values(v)
     if v["compare"]:
-        return list(build_compare_trainers(toy_config(v), losses=(v["loss_b"], v["loss"]),
-                                           loss_params=(None, toy_config(v)["loss_params"])))
-    return [build_toy_trainer(toy_config(v))]
+        return list(build_compare_trainers(cfg, losses=(v["loss_b"], v["loss"]), loss_params=(None, cfg.loss_params)))
+    return [cfg.build()]
 
 
 def apply_live(run: LiveSession, v: dict) -> None:
     """Loss parameters, learning rate and warm-up take effect at the next step of every trainer."""
     names = [v["loss_b"], v["loss"]] if v["compare"] else [v["loss"]]
     for trainer, name in zip(run.trainers, names, strict=True):
-        reconfigure(trainer, toy_config(v, loss=name if name != v["loss"] else None))
+        reconfigure(trainer, ToyConfig.from_values(v, loss=name if name != v["loss"] else None))
 
 
-run = get_or_build(PAGE, values, build, live_keys=TOY_LIVE, apply_live=apply_live)
+run = get_or_build(PAGE, values, build, live_keys=LIVE_KEYS, apply_live=apply_live)
 if run is None:
     st.stop()
 live_buttons(PAGE, run, values["steps_per_frame"])

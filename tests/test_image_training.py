@@ -13,30 +13,29 @@ from arcface_viz.image_training import (
     ImageConfig,
     ImageSnapshot,
     Normalise,
-    attach_sample_ids,
-    build_image_compare_trainers,
     build_image_trainer,
     centre_angles_deg,
     confused_examples,
     confusion,
     confusion_matrix,
     hover_texts,
-    image_config,
-    image_loss_defaults,
     most_confused_pairs,
     pick_available,
     pixel_stats,
-    png_bytes,
-    png_data_uri,
     report,
-    selected_samples,
-    sphere_map_figure,
-    thumbnails,
     train_for,
 )
 from arcface_viz.losses import LOSSES
+from arcface_viz.plots.images import (
+    attach_sample_ids,
+    png_bytes,
+    png_data_uri,
+    selected_samples,
+    sphere_map_figure,
+    thumbnails,
+)
 from arcface_viz.plots.sphere import embedding_figure
-from arcface_viz.training import reconfigure
+from arcface_viz.training import build_compare_trainers, reconfigure
 from toy_data import DatasetMissing, load_dataset
 
 
@@ -203,7 +202,7 @@ def test_live_changes_apply_and_structural_ones_are_named(digits):
     values = {"dataset": "digits", "max_train": 60000, "seed": 0, "dim": 3, "loss": "arcface", "s": 16.0,
               "m2": 0.2, "easy_margin": False, "optimizer": "adam", "lr": 0.01, "batch_size": 128, "warmup": 0}
     def cfg(**changes):
-        return {**image_config({**values, **changes}), "device": "cpu"}
+        return ImageConfig.from_values({**values, **changes}, device="cpu")
 
     tr = build_image_trainer(cfg(), data=digits)
     assert reconfigure(tr, cfg(m2=0.3, lr=0.002)) == []
@@ -213,8 +212,8 @@ def test_live_changes_apply_and_structural_ones_are_named(digits):
 
 
 def test_compare_trainers_share_start_and_batches(digits):
-    a, b = build_image_compare_trainers({"dataset": "digits", "device": "cpu"}, losses=("softmax", "arcface"),
-                                        data=digits)
+    a, b = build_compare_trainers(ImageConfig(dataset="digits", device="cpu"), losses=("softmax", "arcface"),
+                                  data=digits)
     pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert a.loss_fn.name == "softmax" and b.loss_fn.name == "arcface"
@@ -224,7 +223,7 @@ def test_compare_trainers_share_start_and_batches(digits):
 def test_config_defaults_and_errors():
     cfg = ImageConfig.from_dict({"loss": "cosface", "m3": 0.1}).resolved()
     assert cfg.resolved_loss_params()["m3"] == 0.1 and cfg.lr is not None and cfg.channels
-    assert image_loss_defaults("arcface")["m2"] > 0
+    assert ImageConfig.default_loss_params("arcface")["m2"] > 0
     with pytest.raises(ValueError, match="unknown setting"):
         ImageConfig.from_dict({"nope": 1})
     with pytest.raises(ValueError, match="dimension"):

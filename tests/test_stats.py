@@ -118,7 +118,7 @@ def test_scaling_permuting_classes_and_rotating_change_nothing(seed):
 
 def test_centre_helpers():
     u = unit2([0.0, 90.0, 100.0]) * [[1.0], [2.0], [0.3]]
-    assert S.min_centre_angle_deg(u) == pytest.approx([90.0, 10.0, 10.0])
+    assert S.nearest_centre_angles_deg(u) == pytest.approx([90.0, 10.0, 10.0])
     m = S.centre_angles(u)
     assert m == pytest.approx(np.array([[0, 90, 100], [90, 0, 10], [100, 10, 0]]), abs=1e-6)
     classes, centres = S.class_centres(unit2([10.0, -10.0, 80.0]) * [[1.0], [9.0], [2.0]], [3, 3, 7])
@@ -132,7 +132,7 @@ def test_min_centre_angle_in_blocks_matches_the_full_matrix():
     u = rng.normal(size=(2500, 3))  # more rows than one block holds
     full = S.centre_angles(u)
     np.fill_diagonal(full, np.inf)
-    assert S.min_centre_angle_deg(u) == pytest.approx(full.min(axis=1), abs=1e-6)
+    assert S.nearest_centre_angles_deg(u) == pytest.approx(full.min(axis=1), abs=1e-6)
 
 
 @pytest.mark.parametrize(

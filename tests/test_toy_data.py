@@ -143,8 +143,9 @@ def test_bad_names_and_arguments_raise_value_error():
 
 
 def test_toy_lesson_opens_on_fig3_with_the_data_sets_own_defaults():
-    from arcface_viz.params import TOY_SPEC, toy_dataset_defaults
+    from arcface_viz.params import TOY_SPEC
+    from arcface_viz.training import ToyConfig
 
     assert TOY_SPEC["dataset"].default == "fig3"
-    for name, value in toy_dataset_defaults("fig3").items():
+    for name, value in ToyConfig.dataset_defaults("fig3").items():
         assert TOY_SPEC[name].default == value, name

@@ -4,8 +4,8 @@ import pytest
 from app_helpers import button, charts, open_page, widget
 
 from arcface_viz.live import LiveSession
-from arcface_viz.params import TOY_SPEC, toy_config
-from arcface_viz.training import build_toy_trainer
+from arcface_viz.params import TOY_SPEC
+from arcface_viz.training import ToyConfig
 
 PAGE = "pages/toy_training.py"
 
@@ -103,7 +103,7 @@ def test_a_margin_that_cannot_fit_is_explained():
 
 def test_live_session_bounds_history_and_stops_at_limit():
     values = TOY_SPEC.defaults()
-    sess = LiveSession([build_toy_trainer(toy_config(values))], {"x": 1}, max_snapshots=5, max_steps=35)
+    sess = LiveSession([ToyConfig.from_values(values).build()], {"x": 1}, max_snapshots=5, max_steps=35)
     sess.running = True
     for _ in range(10):
         sess.advance(5)

@@ -118,7 +118,7 @@ def test_set_loss_params_applies_at_the_next_step():
     arc = build_toy_trainer(loss="arcface", s=16.0, m2=0.3, **SMALL)
     ns = build_toy_trainer(loss="norm_softmax", s=16.0, **SMALL)
     arc.set_loss_params(m2=0.0)
-    assert arc.loss_fn.m2 == 0.3 and arc.loss_params()["m2"] == 0.0  # pending until the next step
+    assert arc.loss_fn.m2 == 0.3 and arc.current_loss_params()["m2"] == 0.0  # pending until the next step
     assert _same(arc.advance(40), ns.advance(40))
     assert arc.loss_fn.m2 == 0.0
     # a change mid-run changes the run from that step on
@@ -228,3 +228,37 @@ def test_reconfigure_applies_live_settings_and_lists_the_rest():
     assert tr.loss_fn.m2 == 0.35 and s.lr == 0.004 and s.margin_scale == 0.5
     assert reconfigure(tr, {**vars(tr.config), "seed": 9, "dim": 3}) == ["dim", "seed"]
     assert "loss" in reconfigure(tr, {**vars(tr.config), "loss": "cosface"})
+
+
+def _other_value(p):
+    """A valid value of spec parameter ``p`` other than its default."""
+    if p.kind == "bool":
+        return not p.default
+    if p.kind == "choice":
+        return next(c for c in p.choices if c != p.default)
+    return p.max if p.default != p.max else p.min
+
+
+@pytest.mark.parametrize("lesson", ["toy", "mnist"])
+def test_live_keys_are_the_settings_a_running_lesson_takes_without_reset(lesson):
+    """LIVE_KEYS (the pages' list) and reconfigure agree: a change to a live key applies at the next step,
+    a change to any other setting of the config is named for a Reset."""
+    from arcface_viz.image_training import MNIST_SPEC, ImageConfig
+    from arcface_viz.params import LIVE_KEYS, TOY_SPEC
+    from toy_data import load_dataset
+
+    if lesson == "toy":
+        spec, cls, data, extra = TOY_SPEC, ToyConfig, None, {}
+        base = {**spec.defaults(), "samples": 40}
+    else:
+        spec, cls, extra = MNIST_SPEC, ImageConfig, {"device": "cpu", "eval_size": 200, "sample_size": 200}
+        base = {**spec.defaults(), "dataset": "digits"}
+        data = load_dataset("digits", seed=0)
+    tr = cls.from_values(base, **extra).build(data=data)
+    keys = ["loss", *cls.SPEC_FIELDS, *LOSSES[base["loss"]].params]
+    assert set(LOSSES[base["loss"]].params) <= set(LIVE_KEYS)
+    for key in keys:
+        changed = {**base, key: _other_value(spec[key])}
+        reset = reconfigure(tr, cls.from_values(changed, **extra))
+        assert (reset == []) == (key in LIVE_KEYS), (key, reset)
+        assert reconfigure(tr, cls.from_values(base, **extra)) == []  # back to the start

@@ -11,15 +11,15 @@ this machine exits with status 2 and says how to get it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..losses import LOSSES
-from ..params import LOSS_SPEC, ParamError
-from .toy import _jsonable, fmt, print_report  # the toy command's JSON fallback and text report
+from ..params import LOSS_SPEC
+from .lessons import check_out, finish, fmt, loss_from_args, number, print_report, widths
+
+if TYPE_CHECKING:
+    from ..image_training import ImageConfig
 
 TRAINING_FLAGS = ("dataset", "dim", "optimizer", "lr", "batch_size", "warmup", "max_train", "seed")
 
@@ -51,108 +51,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _number(text: str, flag: str, lo: float, hi: float, whole: bool = False) -> float:
-    try:
-        v = float(text)
-        if whole and v != int(v):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ParamError(f"{flag}: expected {'a whole number' if whole else 'a number'}, got {text!r}") from None
-    if not lo <= v <= hi:  # also rejects NaN
-        raise ParamError(f"{flag}: {text} is outside {lo:g}–{hi:g}")
-    return int(v) if whole else v
-
-
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The ImageConfig dict for parsed flags; every problem raises ParamError naming the flag."""
-    from ..image_training import MNIST_SPEC, image_config
+def config_from_args(args: argparse.Namespace) -> ImageConfig:
+    """The ImageConfig for parsed flags; every problem raises ParamError naming the flag.  Flags left out take
+    the data set's recommendation (lr, batch size, warm-up) and the whole training set."""
+    from ..image_training import MNIST_SPEC, ImageConfig
 
     values = MNIST_SPEC.subset(TRAINING_FLAGS).from_namespace(args)
-    loss = args.loss or LOSS_SPEC["loss"].default
-    given, errors = {}, []
-    for p in LOSS_SPEC:
-        text = getattr(args, p.name)
-        if p.name == "loss" or text is None:
-            continue
-        try:
-            given[p.name] = p.coerce(text)
-        except ParamError as exc:
-            errors.append(f"--{p.name.replace('_', '-')}: {exc}")
-    if errors:
-        raise ParamError("; ".join(errors))
-    unused = [k for k in given if k not in LOSSES[loss].params]
-    if unused:
-        takes = ", ".join("--" + k.replace("_", "-") for k in LOSSES[loss].params) or "no parameters"
-        raise ParamError(f"{loss} does not use {', '.join('--' + k.replace('_', '-') for k in unused)}; "
-                         f"it takes {takes}")
-    cfg = image_config({**values, "loss": loss}, loss=loss, data_dir=args.data_dir)
-    cfg["loss_params"] = given
-    for name in ("lr", "batch_size", "warmup"):  # flags left out take the data set's recommendation
-        if getattr(args, name) is None:
-            cfg.pop({"warmup": "warmup_steps"}.get(name, name))
-    if args.max_train is None:
-        cfg["max_train"] = None  # the whole training set
+    loss, loss_params = loss_from_args(args)
+    unset = {field: None for flag, field in (("lr", "lr"), ("batch_size", "batch_size"), ("warmup", "warmup_steps"),
+                                             ("max_train", "max_train")) if getattr(args, flag) is None}
+    extra: dict[str, Any] = {}
     if args.channels is not None:
-        try:
-            channels = tuple(int(c) for c in args.channels.split(",") if c.strip())
-        except ValueError:
-            raise ParamError(f"--channels: expected comma-separated whole numbers, got {args.channels!r}") from None
-        if not channels or any(not 1 <= c <= 512 for c in channels):
-            raise ParamError(f"--channels: widths must be 1–512, got {args.channels!r}")
-        cfg["channels"] = channels
-    cfg.update(anneal=not args.no_anneal, device=args.device)
+        extra["channels"] = widths(args.channels, "--channels", 512)
     if args.threads is not None:
-        cfg["num_threads"] = _number(args.threads, "--threads", 1, 256, whole=True)
-    return cfg
+        extra["num_threads"] = number(args.threads, "--threads", 1, 256, whole=True)
+    return ImageConfig.from_values({**values, "loss": loss}, loss_params=loss_params, data_dir=args.data_dir,
+                                   anneal=not args.no_anneal, device=args.device, **unset, **extra)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-    from ..image_training import build_image_trainer, report, train_for
+    from ..image_training import report, train_for
 
     cfg = config_from_args(args)
-    epochs = _number(args.epochs, "--epochs", 1e-6, 10_000) if args.epochs is not None else None
-    seconds = _number(args.seconds, "--seconds", 1e-3, 7 * 86400) if args.seconds is not None else None
+    epochs = number(args.epochs, "--epochs", 1e-6, 10_000) if args.epochs is not None else None
+    seconds = number(args.seconds, "--seconds", 1e-3, 7 * 86400) if args.seconds is not None else None
     if epochs is None and seconds is None:
         epochs = 1.0
-    if args.out:
-        folder = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot write {args.out}: folder {folder} does not exist")
+    check_out(args.out)
     t0 = time.perf_counter()
-    trainer = build_image_trainer(cfg, data=_data(cfg, args.download))
+    trainer = cfg.build(data=_data(cfg, args.download))
     snap = train_for(trainer, epochs=epochs, seconds=seconds, lr_decay=args.lr_decay, chunk_seconds=10.0)
     rep = report(trainer)
     rep["wall_seconds"] = time.perf_counter() - t0
     rep["budget"] = {"epochs": epochs, "seconds": seconds, "lr_decay": args.lr_decay}
-    if args.out:
+
+    def figure():
         from ..plots.sphere import embedding_figure
 
         title = (f"{rep['loss_label']} on {rep['dataset']}, {rep['dim']}-D, {rep['epochs']:.2f} epochs, "
                  f"test acc {rep['test_acc']:.4f}")
-        try:
-            embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=trainer.data.classes,
-                             title=title).write_html(args.out, include_plotlyjs=True)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        rep["out"] = args.out
-    if args.json:
-        sys.stdout.write(json.dumps(rep, indent=1, ensure_ascii=False, default=_jsonable) + "\n")
-    else:
-        _print_table(rep)
-    return 0
+        return embedding_figure(snap.embeddings, snap.labels, snap.centres, class_names=trainer.data.classes,
+                                title=title)
+
+    return finish(rep, args, figure, _print_table)
 
 
-def _data(cfg: dict[str, Any], download: bool):
+def _data(cfg: ImageConfig, download: bool):
     """The data set; missing -> DatasetMissing (exit 2) saying how to get it, or a download with --download."""
     from toy_data import DatasetMissing
     from toy_data import download as download_dataset
 
-    from ..image_training import ImageConfig
-
-    config = ImageConfig.from_dict(cfg)
     try:
-        return config.load_data()
+        return cfg.load_data()
     except DatasetMissing as exc:
         if not download:
             raise DatasetMissing(f"{exc}\nFrom this command: add --download.") from None
@@ -161,8 +111,8 @@ def _data(cfg: dict[str, Any], download: bool):
         if total and done == total:
             print(f"downloaded {fname} ({total / 1e6:.1f} MB)", file=sys.stderr)
 
-    download_dataset(cfg["dataset"], progress=progress)
-    return config.load_data()
+    download_dataset(cfg.dataset, progress=progress)
+    return cfg.load_data()
 
 
 def _print_table(r: dict[str, Any]) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-import numpy as np
 
 from .. import stats as S
+from ..table3 import embeddings_report
+from .lessons import fmt
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,58 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def compute(data: dict[str, Any], max_pairs: int = 10_000, seed: int = 0, bins: int = 90,
-            far: float = 1e-3) -> dict[str, Any]:
-    """Everything the command prints, as plain JSON-ready values."""
-    if max_pairs < 1 or bins < 1 or seed < 0:
-        raise ValueError(f"--max-pairs and --bins must be at least 1 and --seed at least 0, "
-                         f"got {max_pairs}, {bins}, {seed}")
-    if not 0.0 <= far <= 1.0:
-        raise ValueError(f"--far must be in [0, 1], got {far}")
-    x, y = data["embeddings"], data["labels"]
-    out: dict[str, Any] = {
-        "n_train": int(len(y)), "n_classes_train": int(np.unique(y).size), "dim": int(x.shape[1]),
-        "has_weight": data["weight"] is not None, "n_test": None,
-    }
-    out["angle_statistics"] = S.angle_statistics(data["weight"], x, y, data["test_embeddings"],
-                                                 data["test_labels"])
-    pair_set = "train"
-    if data["test_embeddings"] is not None:
-        out["n_test"] = int(len(data["test_labels"]))
-        x, y, pair_set = data["test_embeddings"], data["test_labels"], "test"
-    try:
-        pos, neg = S.pair_angles(x, y, max_pairs=max_pairs, seed=seed)
-    except ValueError as exc:  # e.g. every class has one sample: no positive pairs
-        out["pairs"] = {"set": pair_set, "skipped": str(exc)}
-        out["verification"] = None
-        return out
-    out["pairs"] = {
-        "set": pair_set, "n_positive": int(pos.size), "n_negative": int(neg.size),
-        "mean_positive_deg": float(pos.mean()), "mean_negative_deg": float(neg.mean()),
-        "overlap": S.histogram_overlap(pos, neg, bins=bins), "bins": bins, "seed": seed,
-    }
-    ia, ib, same = S.verification_pairs(y, n_pairs=2 * max_pairs, seed=seed)
-    if same.size < 10:
-        out["verification"] = {"set": pair_set, "skipped": f"only {same.size} balanced pairs, 10 folds need 10"}
-        return out
-    xs = np.asarray(x, dtype=np.float64)
-    xs = xs / np.linalg.norm(xs, axis=1, keepdims=True)
-    res = S.verification_folds(xs[ia], xs[ib], same, folds=10)
-    out["verification"] = {
-        "set": pair_set, "n_pairs": int(same.size), "accuracy_mean": res.mean, "accuracy_std": res.std,
-        "thresholds": [float(t) for t in res.thresholds], "far": far,
-        "tar_at_far": S.tar_at_far(np.sum(xs[ia] * xs[ib], axis=1), same, far),
-    }
-    return out
-
-
-def _fmt(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
 def run(args: argparse.Namespace) -> int:
     data = S.load_embeddings_npz(args.embeddings)
-    out = compute(data, max_pairs=args.max_pairs, seed=args.seed, bins=args.bins, far=args.far)
+    out = embeddings_report(data, max_pairs=args.max_pairs, seed=args.seed, bins=args.bins, far=args.far)
     if args.json:
         print(json.dumps({"file": args.embeddings, **out}, indent=2))
         return 0
@@ -93,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     stats = out["angle_statistics"]
     print("Angle statistics (Table 3, degrees)")
     for row in S.TABLE3_ROWS:
-        print(f"  {row:<8}{S.TABLE3_ARROW[row]}  {_fmt(stats[row]):>7}")
+        print(f"  {row:<8}{S.TABLE3_ARROW[row]}  {fmt(stats[row]):>7}")
     if stats["skipped_classes"]:
         sk = stats["skipped_classes"]
         more = " …" if len(sk) > 10 else ""

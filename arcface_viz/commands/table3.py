@@ -17,6 +17,7 @@ import sys
 from .. import table3 as T
 from ..params import ParamError
 from ..stats import PAPER_TABLE3, TABLE3_ARROW, TABLE3_ROWS
+from .lessons import fmt, number
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,24 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _steps(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        v = float(text)
-        if v != int(v):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ParamError(f"--steps: expected a whole number, got {text!r}") from None
-    if not 1 <= v <= T.MAX_STEPS:
-        raise ParamError(f"--steps: {text} is outside 1–{T.MAX_STEPS}")
-    return int(v)
-
-
-def _fmt(v: float | None, width: int = 7) -> str:
-    return f"{'–':>{width}}" if v is None else f"{v:{width}.2f}"
-
-
 def run(args: argparse.Namespace) -> int:
     if args.dataset not in T.DATASET_CHOICES:
         raise ParamError(f"--dataset: unknown data set {args.dataset!r}; choose one of "
@@ -66,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             values[name] = T.TABLE3_SPEC[name].coerce(text)
         except ParamError as exc:
             raise ParamError(f"--{name}: {exc}") from None
-    steps = _steps(args.steps)
+    steps = None if args.steps is None else number(args.steps, "--steps", 1, T.MAX_STEPS, whole=True)
 
     def progress(fraction: float, text: str) -> None:
         if text.startswith(("Preparing", "Training")) and text.endswith("…"):  # once per model, not per chunk
@@ -88,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         line = f"{stat + ' ' + TABLE3_ARROW[stat]:<11}"
         for c in cols:
             row = result.row(c)
-            line += _fmt(row.stats.get(stat) if row else None, 9) + _fmt(PAPER_TABLE3[stat][c], 9)
+            line += f"{fmt(row.stats.get(stat) if row else None):>9}{fmt(PAPER_TABLE3[stat][c]):>9}"
         print(line)
     print("Test pairs (Fig. 6/7) and verification (LFW protocol, 10 folds)")
     for row in result.rows:

@@ -11,15 +11,15 @@ low-dimensional defaults of the chosen loss.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import textwrap
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..losses import LOSSES
 from ..params import LOSS_SPEC, ParamError
+from .lessons import check_out, finish, fmt, loss_from_args, number, print_report, widths
+
+if TYPE_CHECKING:
+    from ..training import ToyConfig
 
 MAX_STEPS = 10_000_000
 
@@ -58,168 +58,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _int(text: str, flag: str, lo: int, hi: int) -> int:
-    try:
-        v = float(text)
-        if v != int(v):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ParamError(f"{flag}: expected a whole number, got {text!r}") from None
-    if not lo <= v <= hi:
-        raise ParamError(f"{flag}: {text} is outside {lo}–{hi}")
-    return int(v)
-
-
-def _float(text: str, flag: str, lo: float, hi: float) -> float:
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise ParamError(f"{flag}: expected a number, got {text!r}") from None
-    if not lo <= v <= hi:  # also rejects NaN
-        raise ParamError(f"{flag}: {text} is outside {lo:g}–{hi:g}")
-    return v
-
-
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The ToyConfig dict for parsed flags; every problem raises ParamError with the flag's name."""
+def config_from_args(args: argparse.Namespace) -> ToyConfig:
+    """The ToyConfig for parsed flags; every problem raises ParamError with the flag's name."""
     from toy_data import TOY_DATASETS
+
+    from ..training import ToyConfig
 
     if args.dataset not in TOY_DATASETS:
         raise ParamError(f"--dataset: unknown data set {args.dataset!r}; choose one of {', '.join(TOY_DATASETS)}")
-    loss = args.loss or LOSS_SPEC["loss"].default
-    given = {p.name: getattr(args, p.name) for p in LOSS_SPEC if p.name != "loss" and getattr(args, p.name) is not None}
-    values, errors = {}, []
-    for name, text in given.items():
-        try:
-            values[name] = LOSS_SPEC[name].coerce(text)
-        except ParamError as exc:
-            errors.append(f"--{name.replace('_', '-')}: {exc}")
-    if errors:
-        raise ParamError("; ".join(errors))
-    unused = [k for k in values if k not in LOSSES[loss].params]
-    if unused:
-        takes = ", ".join("--" + k.replace("_", "-") for k in LOSSES[loss].params) or "no parameters"
-        raise ParamError(f"{loss} does not use {', '.join('--' + k.replace('_', '-') for k in unused)}; "
-                         f"it takes {takes}")
-    hidden = None
-    if args.hidden is not None:
-        try:
-            hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-        except ValueError:
-            raise ParamError(f"--hidden: expected comma-separated whole numbers, got {args.hidden!r}") from None
-        if any(not 1 <= h <= 4096 for h in hidden):
-            raise ParamError(f"--hidden: widths must be 1–4096, got {args.hidden!r}")
-    cfg: dict[str, Any] = {
-        "dataset": args.dataset, "dim": _int(args.dim, "--dim", 2, 3), "loss": loss, "loss_params": values,
-        "optimizer": args.optimizer,
-        "lr": _float(args.lr, "--lr", 1e-7, 10.0) if args.lr is not None else None,
-        "batch_size": _int(args.batch_size, "--batch-size", 1, 1_000_000),
-        "warmup_steps": None if args.warmup_steps is None else _int(args.warmup_steps, "--warmup-steps", 0,
-                                                                     MAX_STEPS),
-        "anneal": not args.no_anneal, "hidden": hidden, "seed": _int(args.seed, "--seed", 0, 2**31 - 1),
-        "device": args.device,
-    }
-    if args.num_classes is not None:
-        cfg["num_classes"] = _int(args.num_classes, "--num-classes", 2, 1000)
-    if args.samples_per_class is not None:
-        cfg["samples_per_class"] = _int(args.samples_per_class, "--samples-per-class", 2, 1_000_000)
-    if args.noise is not None:
-        cfg["noise"] = _float(args.noise, "--noise", 0.0, 100.0)
-    return cfg
+    loss, loss_params = loss_from_args(args)
+    hidden = None if args.hidden is None else widths(args.hidden, "--hidden", 4096, allow_empty=True)
+    dim = number(args.dim, "--dim", 2, 3, whole=True)
+    optional = (("lr", 1e-7, 10.0, False), ("batch_size", 1, 1_000_000, True), ("warmup_steps", 0, MAX_STEPS, True),
+                ("seed", 0, 2**31 - 1, True), ("num_classes", 2, 1000, True),
+                ("samples_per_class", 2, 1_000_000, True), ("noise", 0.0, 100.0, False))
+    given = {name: number(getattr(args, name), "--" + name.replace("_", "-"), lo, hi, whole)
+             for name, lo, hi, whole in optional if getattr(args, name) is not None}
+    return ToyConfig(dataset=args.dataset, dim=dim, loss=loss, loss_params=loss_params, optimizer=args.optimizer,
+                     anneal=not args.no_anneal, hidden=hidden, device=args.device, **given)
 
 
-def train(cfg: dict[str, Any], steps: int) -> tuple[dict[str, Any], Any]:
+def train(cfg: ToyConfig, steps: int) -> tuple[dict[str, Any], Any]:
     """Train and measure; returns (report dict, final Snapshot)."""
-    import torch
-
     from .. import stats
-    from ..device import describe
-    from ..training import build_toy_trainer
 
     t0 = time.perf_counter()
-    trainer = build_toy_trainer(cfg)
+    trainer = cfg.build()
     last = min(100, steps)  # the reported loss is the mean over the last 100 steps
     if steps > last:
         trainer.advance(steps - last)
     snap = trainer.advance(last)
-    emb_tr, y_tr = trainer.embeddings("train")
-    test = trainer.embeddings("test") if trainer.has_test else (None, None)
-    weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres else None
-    angles = stats.angle_statistics(weight, emb_tr, y_tr, test[0], test[1])
+    train_set = trainer.embeddings("train")
+    test_set = trainer.embeddings("test") if trainer.has_test else None
     try:
         gap = stats.gap_deg(snap.embeddings, snap.labels)
     except ValueError:  # a single class in the sample, or a class whose embeddings cancel out
         gap = None
     seconds = trainer.seconds
     report: dict[str, Any] = {
-        "dataset": cfg["dataset"], "dim": trainer.config.dim, "loss": trainer.loss_fn.name,
-        "loss_label": trainer.loss_fn.info.label, "loss_params": trainer.config.resolved_loss_params(),
-        "steps": snap.step, "seconds": seconds, "steps_per_second": snap.step / seconds if seconds > 0 else None,
-        "wall_seconds": time.perf_counter() - t0,
-        "train_acc": snap.train_acc, "test_acc": snap.test_acc, "final_loss": snap.loss,
-        "min_centre_angle_deg": snap.min_centre_angle_deg, "gap_deg": gap,
-        "W-EC": angles["W-EC"], "W-Inter": angles["W-Inter"], "Intra": angles["Intra1"], "Inter": angles["Inter1"],
-        "Intra1": angles["Intra1"], "Inter1": angles["Inter1"], "Intra2": angles["Intra2"],
-        "Inter2": angles["Inter2"],
-        "n_train": int(len(y_tr)), "n_test": int(len(test[1])) if test[1] is not None else 0,
-        "device": describe(trainer.device), "num_threads": trainer.num_threads or torch.get_num_threads(),
-        "config": trainer.config.to_dict(),
+        **trainer.report(train_set, test_set), "steps_per_second": snap.step / seconds if seconds > 0 else None,
+        "wall_seconds": time.perf_counter() - t0, "train_acc": snap.train_acc, "test_acc": snap.test_acc,
+        "final_loss": snap.loss, "min_centre_angle_deg": snap.min_centre_angle_deg, "gap_deg": gap,
+        "n_train": int(len(train_set[1])), "n_test": int(len(test_set[1])) if test_set is not None else 0,
     }
     return report, snap
 
 
-def _figure(snap: Any, title: str):
-    from ..plots.sphere import embedding_figure
-
-    return embedding_figure(snap.embeddings, snap.labels, snap.centres, title=title)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-
     cfg = config_from_args(args)
-    steps = _int(args.steps, "--steps", 0, MAX_STEPS)
-    if args.out:
-        folder = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot write {args.out}: folder {folder} does not exist")
+    steps = number(args.steps, "--steps", 0, MAX_STEPS, whole=True)
+    check_out(args.out)
     report, snap = train(cfg, steps)
-    if args.out:
+
+    def figure():
+        from ..plots.sphere import embedding_figure
+
         title = (f"{report['loss_label']} on {report['dataset']}, {report['dim']}-D, step {report['steps']}, "
                  f"test acc {report['test_acc']:.3f}" if report["test_acc"] is not None else "")
-        try:
-            _figure(snap, title).write_html(args.out, include_plotlyjs=True)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        report["out"] = args.out
-    if args.json:
-        sys.stdout.write(json.dumps(report, indent=1, ensure_ascii=False, default=_jsonable) + "\n")
-    else:
-        _print_table(report)
-    return 0
+        return embedding_figure(snap.embeddings, snap.labels, snap.centres, title=title)
 
-
-def _jsonable(v: Any) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def fmt(v: Any, spec: str = ".2f") -> str:
-    """A number for the text report, or an en dash where there is none."""
-    return "–" if v is None else format(v, spec)
-
-
-def print_report(r: dict[str, Any], setting: str, body: list[str]) -> None:
-    """The text report of a training command: what was trained, ``body``, then the Table-3 angles."""
-    params = ", ".join(f"{k}={v}" for k, v in r["loss_params"].items()) or "no parameters"
-    lines = [f"{r['loss_label']} ({params}) on {r['dataset']}, {r['dim']}-D embeddings, {r['device']}, {setting}",
-             *body, "Table-3 angles (degrees):"]
-    lines += [f"  {key:8s} {fmt(r[key])}" for key in ("W-EC", "W-Inter", "Intra1", "Inter1", "Intra2", "Inter2")]
-    if "out" in r:
-        lines.append(f"figure written to {r['out']}")
-    print("\n".join(lines))
+    return finish(report, args, figure, _print_table)
 
 
 def _print_table(r: dict[str, Any]) -> None:
