@@ -47,8 +47,8 @@ from urllib.parse import urlencode
 import numpy as np
 
 from .geometry import margin_fit_warning
-from .losses import LOSSES, loss_defaults, loss_margins
-from .params import LOSS_SPEC, TOY_SPEC, Param, ParamError, Spec, toy_config, toy_dataset_defaults
+from .losses import LOSSES, loss_margins
+from .params import LOSS_SPEC, TOY_SPEC, Param, ParamError, Spec
 
 # ---------------------------------------------------------------------------------------------------------------
 # What a cell reports
@@ -73,7 +73,8 @@ FINAL_LOSS_STEPS = 100  # the toy command reports the mean loss of its last 100 
 
 @dataclass(frozen=True)
 class Lesson:
-    """A lesson whose runs a sweep trains: its parameter spec (the cell's URL), its page and its data sets."""
+    """A lesson whose runs a sweep trains: its parameter spec (the cell's URL), its config class, its page and its
+    data sets."""
 
     name: str  # "toy" | "image"
     page: str  # the page file
@@ -89,29 +90,28 @@ class Lesson:
 
         return MNIST_SPEC
 
+    @property
+    def config_class(self) -> type:
+        """:class:`~arcface_viz.training.ToyConfig` or :class:`~arcface_viz.image_training.ImageConfig`."""
+        if self.name == "toy":
+            from .training import ToyConfig
+
+            return ToyConfig
+        from .image_training import ImageConfig
+
+        return ImageConfig
+
     def loss_defaults(self, loss: str) -> dict[str, Any]:
         """The loss parameters this lesson starts a loss from (low-dimensional; s = 12 for images)."""
-        if self.name == "toy":
-            return loss_defaults(loss, low_dim=True)
-        from .image_training import image_loss_defaults
-
-        return image_loss_defaults(loss)
+        return self.config_class.default_loss_params(loss)
 
     def dataset_defaults(self, dataset: str) -> dict[str, Any]:
-        """The training settings that suit a data set, in this lesson's spec names."""
-        if self.name == "toy":
-            return toy_dataset_defaults(dataset)
-        from .image_training import image_dataset_defaults
+        """The settings that suit a data set, in this lesson's spec names."""
+        return self.config_class.dataset_defaults(dataset)
 
-        return image_dataset_defaults(dataset)
-
-    def config(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Spec values -> the trainer config (ToyConfig or ImageConfig settings)."""
-        if self.name == "toy":
-            return toy_config(values)
-        from .image_training import image_config
-
-        return image_config(values)
+    def config(self, values: Mapping[str, Any]):
+        """Spec values -> the lesson's config, as its page builds it."""
+        return self.config_class.from_values(values)
 
     def data_key(self, values: Mapping[str, Any]) -> tuple:
         """The settings that decide the data set: runs with equal keys share one copy of it."""
@@ -120,23 +120,11 @@ class Lesson:
         return tuple(values[k] for k in ("dataset", "max_train", "seed"))
 
     def load_data(self, values: Mapping[str, Any]):
-        if self.name == "toy":
-            from .training import ToyConfig
-
-            return ToyConfig.from_dict(toy_config(values)).data()
-        from .image_training import ImageConfig
-
-        return ImageConfig.from_dict(self.config(values)).load_data()
+        return self.config(values).resolved().load_data()
 
     def build(self, values: Mapping[str, Any], data):
         """A trainer for one cell and seed, on shared ``data``: exactly the lesson page's run."""
-        if self.name == "toy":
-            from .training import build_toy_trainer
-
-            return build_toy_trainer(toy_config(values), data=data)
-        from .image_training import build_image_trainer
-
-        return build_image_trainer(self.config(values), data=data)
+        return self.config(values).build(data=data)
 
 
 def _toy_datasets() -> tuple[str, ...]:
@@ -724,7 +712,6 @@ def measure(trainer, first_loss: float, final_loss: float) -> dict[str, Any]:
     """One run's numbers (module docstring): the ``toy`` / ``mnist`` commands' test accuracy and Table-3 angles,
     the verification accuracy on test pairs, the final loss, and the verdict.  NaN never leaves this function:
     what cannot be measured is None."""
-    from . import stats
 
     num_classes = trainer.loss_fn.num_classes
     out: dict[str, Any] = dict.fromkeys(METRICS)
@@ -742,14 +729,11 @@ def measure(trainer, first_loss: float, final_loss: float) -> dict[str, Any]:
             emb_te, _ = trainer.test_predictions()
             y_te = trainer.y_test_all.cpu().numpy()
         else:  # the toy command's numbers
-            emb_tr, y_tr = trainer.embeddings("train")
+            train = trainer.embeddings("train")
             emb_te, y_te = trainer.embeddings("test") if trainer.has_test else (None, None)
-            snap = trainer.snapshot()
-            test_acc = snap.test_acc
-            weight = trainer.loss_fn.weight.detach().float().cpu().numpy() if trainer.loss_fn.info.has_centres \
-                else None
+            test_acc = trainer.snapshot().test_acc
             try:
-                angles = stats.angle_statistics(weight, emb_tr, y_tr, emb_te, y_te)
+                angles = trainer.report(train, (emb_te, y_te) if emb_te is not None else None)
             except ValueError:  # a class whose embeddings cancel out, a zero W_j
                 angles = {}
         finite = all(np.isfinite(v) for v in (test_acc,) if v is not None) and (
