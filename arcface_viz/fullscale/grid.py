@@ -103,7 +103,10 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     items = [v.strip() for v in rest.split(",") if v.strip()]
     if not items:
         raise ValueError(f"axis {key}: give at least one value")
-    values = [RUN_SPEC[key].coerce(v) for v in items]
+    try:
+        values = [RUN_SPEC[key].coerce(v) for v in items]
+    except ValueError as exc:
+        raise ValueError(f"axis {key}: {exc}") from None
     if len(set(values)) != len(values):
         raise ValueError(f"axis {key}: a value is repeated")
     return key, values
