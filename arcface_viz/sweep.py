@@ -780,17 +780,18 @@ def _chunks(steps: int, pieces: int = 10) -> list[int]:
 Progress = Callable[[float, str], None]
 
 
-def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: Progress | None = None) -> SweepResult:
-    """Train every cell and seed of ``config`` for ``config.steps`` steps and measure them (module docstring).
-
-    ``advance(trainers, k) -> snapshots`` moves the whole grid k steps (default: :func:`default_advance`);
-    ``progress(fraction, text)`` is called between chunks."""
-    advance = advance or default_advance()
-    t0 = time.perf_counter()
-    lesson = config.lesson
+def _plan(config: SweepConfig) -> list[tuple[int, int, int]]:
+    """(column, row, seed) of every run, row by row, the seeds of a cell together."""
     ny, nx = config.shape
-    plan = [(ix, iy, seed) for iy in range(ny) for ix in range(nx) for seed in config.seeds]
-    data: dict[tuple, Any] = {}
+    return [(ix, iy, seed) for iy in range(ny) for ix in range(nx) for seed in config.seeds]
+
+
+def _train_runs(config: SweepConfig, plan: Sequence[tuple[int, int, int]], advance: Advance,
+                progress: Progress | None = None, data: dict[tuple, Any] | None = None) -> list[dict[str, Any]]:
+    """Build the runs of ``plan`` (data shared by runs with equal data settings), train them together with
+    ``advance`` and measure each (:func:`measure`, plus ``num_classes``)."""
+    lesson = config.lesson
+    data = {} if data is None else data
     trainers = []
     for i, (ix, iy, seed) in enumerate(plan):
         values = config.cell_values(ix, iy, seed)
@@ -801,8 +802,7 @@ def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: 
         if progress and i % 8 == 0:
             progress(0.0, f"building {len(plan)} models… ({i + 1}/{len(plan)})")
     first = [t.snapshot().loss for t in trainers]  # the loss on the training set at step 0
-    done = 0
-    snaps = None
+    done, snaps = 0, []
     for k in _chunks(config.steps):
         snaps = advance(trainers, k)
         done += k
@@ -810,26 +810,105 @@ def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: 
             progress(done / config.steps, f"trained {done:,} of {config.steps:,} steps of {len(plan)} models")
     if progress:
         progress(1.0, f"measuring {len(plan)} models…")
-    runs = [measure(t, f, s.loss) for t, f, s in zip(trainers, first, snaps, strict=True)]
-    num_classes = trainers[0].loss_fn.num_classes
-    cells = []
+    return [{**measure(t, f, s.loss), "num_classes": t.loss_fn.num_classes}
+            for t, f, s in zip(trainers, first, snaps, strict=True)]
+
+
+_WORKER_DATA: dict[tuple, Any] = {}  # a worker process's data sets, kept between its runs
+
+
+def _worker_run(config: SweepConfig, run: tuple[int, int, int]) -> dict[str, Any]:
+    """One run in a worker process: exactly the run alone (its own trainer, :func:`one_by_one`)."""
+    return _train_runs(config, [run], one_by_one, data=_WORKER_DATA)[0]
+
+
+def default_workers(config: SweepConfig) -> int:
+    """Processes for a map: image runs (a CNN step is kernel-bound, so G of them batched cost what G steps alone
+    cost) train one run per process on up to two cores; toy runs batch in this process (their steps are
+    overhead-bound).  ``ARCFACE_VIZ_SWEEP_WORKERS`` sets it; the hosted app trains in its own process only."""
+    import os
+
+    from .settings import hosted
+
+    env = os.environ.get("ARCFACE_VIZ_SWEEP_WORKERS", "").strip()
+    if env:
+        return max(1, int(env))
+    if hosted() or config.lesson.name != "image":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _runs_in_processes(config: SweepConfig, plan: Sequence[tuple[int, int, int]], workers: int,
+                       progress: Progress | None) -> list[dict[str, Any]]:
+    """Every run of ``plan`` alone, ``workers`` at a time in fresh processes (spawned: safe beside the server's
+    threads); results in plan order."""
+    from concurrent.futures import as_completed
+
+    out: list[dict[str, Any] | None] = [None] * len(plan)
+    if progress:
+        progress(0.0, f"{len(plan)} models, {workers} processes…")
+    pool = _pool(workers)
+    futures = {pool.submit(_worker_run, config, run): i for i, run in enumerate(plan)}
+    for n, fut in enumerate(as_completed(futures), 1):
+        out[futures[fut]] = fut.result()
+        if progress:
+            progress(n / len(plan), f"trained {n} of {len(plan)} models ({workers} processes)")
+    return out  # type: ignore[return-value]
+
+
+_POOL: list = []  # [(workers, ProcessPoolExecutor)]: kept, so a server's second map starts without spawning
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int):
+    """The process pool of ``workers`` spawned processes (made once, shut down when the interpreter exits)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _POOL_LOCK:
+        if _POOL and _POOL[0][0] == workers and not getattr(_POOL[0][1], "_broken", False):
+            return _POOL[0][1]
+        if _POOL:
+            _POOL.pop()[1].shutdown(wait=False, cancel_futures=True)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _POOL.append((workers, pool))
+        return pool
+
+
+def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: Progress | None = None,
+              workers: int | None = None) -> SweepResult:
+    """Train every cell and seed of ``config`` for ``config.steps`` steps and measure them (module docstring).
+
+    ``advance(trainers, k) -> snapshots`` moves the whole grid k steps (default: :func:`default_advance`);
+    ``workers`` > 1 trains the runs one by one in that many processes instead (default: :func:`default_workers`;
+    an ``advance`` given wins); ``progress(fraction, text)`` is called as it goes."""
+    t0 = time.perf_counter()
+    plan = _plan(config)
+    workers = (1 if advance is not None else default_workers(config)) if workers is None else workers
+    if workers > 1 and len(plan) > 1:
+        runs = _runs_in_processes(config, plan, min(workers, len(plan)), progress)
+    else:
+        runs = _train_runs(config, plan, advance or default_advance(), progress)
+    ny, nx = config.shape
     n_seeds = len(config.seeds)
+    num_classes = runs[0]["num_classes"]
+    cells = []
     for c in range(nx * ny):
         iy, ix = divmod(c, nx)
-        cells.append(CellResult(ix, iy, config.x.values[ix], config.y.values[iy],
-                                runs[c * n_seeds:(c + 1) * n_seeds],
-                                margin_fits(config, config.cell_values(ix, iy), trainers[c * n_seeds])))
+        mine = [{k: v for k, v in r.items() if k != "num_classes"} for r in runs[c * n_seeds:(c + 1) * n_seeds]]
+        cells.append(CellResult(ix, iy, config.x.values[ix], config.y.values[iy], mine,
+                                margin_fits(config, config.cell_values(ix, iy), num_classes)))
     return SweepResult(config, cells, time.perf_counter() - t0, num_classes)
 
 
-def margin_fits(config: SweepConfig, values: Mapping[str, Any], trainer) -> bool | None:
+def margin_fits(config: SweepConfig, values: Mapping[str, Any], num_classes: int) -> bool | None:
     """Whether the cell's margin fits between neighbouring centres (geometry.margin_fit_warning is None); None for
     a head without a (m1, m2, m3) margin."""
     info = LOSSES[config.loss]
     if info.head != "cosine" or not {"m1", "m2", "m3"} & set(info.params):
         return None
     m1, m2, m3 = loss_margins(config.loss, values)
-    return margin_fit_warning(trainer.loss_fn.num_classes, int(values["dim"]), m1, m2, m3) is None
+    return margin_fit_warning(num_classes, int(values["dim"]), m1, m2, m3) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -234,3 +234,22 @@ def test_adacos_rule_is_drawn_over_an_s_by_classes_map():
     # s = √2·ln(2) = 0.98 at C = 3 is the bottom row; √2·ln(11) = 3.39 at C = 12 is below s = 4 (row 1)
     assert rule[0].x[0] == pytest.approx(0.0) and rule[0].y[0] == pytest.approx(-0.014, abs=0.01)
     assert rule[0].x[-1] == pytest.approx(1.0) and 0.5 < rule[0].y[-1] < 1.0
+
+
+def test_image_runs_in_worker_processes_are_the_mnist_lessons_runs():
+    """Digits cells trained two processes at a time equal the runs alone in this process, and each is the MNIST
+    lesson's run of its link (the same test accuracy after the same steps)."""
+    from arcface_viz.image_training import MNIST_SPEC, ImageConfig
+
+    cfg = S.make_config("digits", "arcface", "s=8,16", "m2=0.3", 20)
+    parallel = S.run_sweep(cfg, workers=2)
+    alone = S.run_sweep(cfg, advance=S.one_by_one)
+    for a, b in zip(parallel.cells, alone.cells, strict=True):
+        assert a.runs == b.runs
+    page, query = parallel.link(1, 0)
+    assert page == "pages/mnist.py"
+    values, notices = MNIST_SPEC.from_query(query)
+    assert not notices and (values["dataset"], values["s"], values["m2"]) == ("digits", 16.0, 0.3)
+    trainer = ImageConfig.from_values(values).build()
+    trainer.advance(20)
+    assert trainer.full_test()[0] == parallel.cell(1, 0).runs[0]["test_acc"]
