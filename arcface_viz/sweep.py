@@ -438,6 +438,14 @@ def adacos_scale(num_classes: float) -> float:
     return math.sqrt(2.0) * math.log(num_classes - 1.0)
 
 
+def preset_matches(preset: Preset, config: SweepConfig) -> bool:
+    """Whether ``config`` is the preset's map (data set, loss, the two axes and their values, the other settings;
+    steps and seeds aside): only then does the preset's text describe it."""
+    ref = preset_config(preset.key)
+    return (config.dataset, config.loss, config.x, config.y, config.fixed) == \
+        (ref.dataset, ref.loss, ref.x, ref.y, ref.fixed)
+
+
 def preset_config(key: str, limits: SweepLimits | None = None) -> SweepConfig:
     p = PRESETS[key]
     return make_config(p.dataset, p.loss, p.x, p.y, p.steps, (0,), p.fixed, limits)

@@ -17,6 +17,7 @@ from arcface_viz.sweep import (
     default_axis_values,
     lesson_of,
     lesson_values,
+    preset_matches,
     preset_values,
     summary,
     sweep_limits,
@@ -97,14 +98,14 @@ with st.sidebar:
         st.info(LIMITS.notice, icon=":material/public:")
 sync_url(SPEC, values)
 
-if values["preset"] in PRESETS and PRESETS[values["preset"]].text:
-    st.markdown(PRESETS[values["preset"]].text)
-
 try:
     config = config_from_values(values, LIMITS)
 except ParamError as exc:
     st.error(f"This map cannot be trained: {exc}", icon=":material/error:")
     st.stop()
+preset = PRESETS.get(values["preset"])
+if preset and preset_matches(preset, config):  # the preset's words only while its map is the one drawn
+    st.markdown(preset.text)
 
 if st.session_state.get(OPEN_KEY):  # a cell was clicked: its run, in its lesson, with exactly its settings
     page_key, path, query = st.session_state.pop(OPEN_KEY)

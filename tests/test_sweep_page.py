@@ -58,6 +58,13 @@ def test_a_preset_loads_its_axes_loss_and_settings():
     assert "AdaCos" in _text(at)
 
 
+def test_the_preset_text_shows_only_while_its_map_is_drawn():
+    at = open_page(PAGE)
+    assert "eight identities" in _text(at)
+    at = open_page(PAGE, {"loss": "cosface", "y": "m3", "y_values": "0,0.2"})
+    assert "eight identities" not in _text(at)
+
+
 def test_bad_values_give_a_message_not_a_traceback():
     at = open_page(PAGE, {"x_values": "4,banana"})
     assert not at.exception
