@@ -157,3 +157,24 @@ def test_slurm_grid_is_an_array_job_whose_tasks_train_each_cell(env):
     assert np.isfinite(m["z"][0][0]) and np.isnan(m["z"][0][1])
     with pytest.raises(ValueError, match="time limit"):
         G.slurm_array_script(reg, grid_id, time_limit="soon")
+
+
+def test_cli_registers_a_slurm_grid_and_prints_its_map(env):
+    import json
+    import sys
+
+    sbatch = env / "grid.sbatch"
+    cmd = [sys.executable, "-m", "arcface_viz", "runs", "grid", "--config", "tiny_cpu", "--x", "lr=0.05,0.1",
+           "--y", "s=32,64", "--parallel", "2", "--slurm", str(sbatch), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    grid = json.loads(out.stdout)
+    assert grid["mode"] == "slurm" and len(grid["runs"]) == 4 and {r["status"] for r in grid["runs"]} == {"queued"}
+    assert "#SBATCH --array=0-3%2" in sbatch.read_text()
+    shown = subprocess.run([sys.executable, "-m", "arcface_viz", "runs", "grid-map", str(grid["grid"]), "--json"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    m = json.loads(shown.stdout)
+    assert m["x"] == {"key": "lr", "values": [0.05, 0.1]} and m["verification_accuracy"] == [[None, None]] * 2
+    bad = subprocess.run([sys.executable, "-m", "arcface_viz", "runs", "grid", "--config", "tiny_cpu", "--x", "lr=-1",
+                          "--y", "s=32"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert bad.returncode == 2 and "axis lr" in bad.stderr and "Traceback" not in bad.stderr
