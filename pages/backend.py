@@ -399,8 +399,12 @@ def _grids() -> None:
     g = m["grid"]
     chart(grid_map_figure(m["z"], g.x_values, g.y_values, x_label=g.x_key, y_label=g.y_key,
                           colour_label=f"verification accuracy ({m['target'] or 'none yet'})", hover=m["hover"],
-                          trained=m["trained"], zrange=(0.5, 1.0), title=f"Grid {g.id}: {g.name}", height=420),
+                          cell_text=m["text"], trained=m["trained"], zrange=(0.5, 1.0),
+                          title=f"Grid {g.id}: {g.name}", height=420),
           key=f"{PAGE}-grid-map", on_click=lambda: _select_run(m))
+    if not targets:
+        st.caption("No verification accuracy yet: a cell is coloured once its run verifies on a set of its "
+                   "config's val_targets; until then it shows its status. Grey ✗: failed or stopped.")
     if g.mode == "slurm":
         script = G.slurm_array_script(registry, grid_id)
         st.download_button("Download the Slurm array job (grid.sbatch)", script, file_name=f"grid{grid_id}.sbatch",

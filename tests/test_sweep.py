@@ -215,7 +215,7 @@ def test_theory_line_fences_off_the_cells_that_do_not_fit():
 
 def test_map_figure_has_cells_theory_and_click_targets(small_map):
     fig = sweep_map_figure(small_map, "verification_accuracy")
-    heat = fig.data[0]
+    (heat,) = [t for t in fig.data if t.name == "values"]
     assert heat.type == "heatmap" and np.array(heat.z, dtype=float).shape == (2, 2)
     assert len(fig.layout.shapes) == 2  # the dashed line between the m2 = 0 and m2 = 0.8 rows
     cells = [t for t in fig.data if t.name == "cell"][0]

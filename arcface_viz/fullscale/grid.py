@@ -365,13 +365,15 @@ def slurm_array_script(registry: Registry, grid_id: int, partition: str | None =
 def grid_map(registry: Registry, grid_id: int, target: str | None = None) -> dict[str, Any]:
     """A grid's verification accuracy per cell, for :func:`~arcface_viz.plots.sweep.grid_map_figure`:
     ``z`` (rows × columns, NaN where there is no value yet), ``trained`` (False for failed or stopped runs),
-    ``hover`` (run, status, step, accuracy per set), ``run_ids``, the axes and ``targets`` (the sets seen).
+    ``hover`` (run, status, step, accuracy per set), ``text`` (the accuracy, or the status while there is none),
+    ``run_ids``, the axes and ``targets`` (the sets seen).
     ``target``: which verification set colours the map (default: the first one any run reports)."""
     g = get_grid(registry, grid_id)
     ny, nx = len(g.y_values), len(g.x_values)
     z = [[math.nan] * nx for _ in range(ny)]
     trained = [[True] * nx for _ in range(ny)]
     hover = [[""] * nx for _ in range(ny)]
+    text = [[""] * nx for _ in range(ny)]
     run_ids = [[0] * nx for _ in range(ny)]
     found = list(cells(registry, grid_id))
     targets = sorted({t for _, _, run in found for t in (run.last_metrics.get("val") or {})})
@@ -383,6 +385,7 @@ def grid_map(registry: Registry, grid_id: int, target: str | None = None) -> dic
         if isinstance(acc, int | float):
             z[iy][ix] = float(acc)
         trained[iy][ix] = run.status not in ("failed", "stopped")
+        text[iy][ix] = f"{100 * acc:.1f}%" if isinstance(acc, int | float) else run.status
         lines = [f"<b>{g.x_key} = {g.x_values[ix]}, {g.y_key} = {g.y_values[iy]}</b>",
                  f"run {run.id}: {run.status}" + (f" — {run.message}" if run.message else "")]
         if "step" in m:
@@ -393,8 +396,8 @@ def grid_map(registry: Registry, grid_id: int, target: str | None = None) -> dic
         lines.append("<i>click to show this run</i>")
         hover[iy][ix] = "<br>".join(lines)
         run_ids[iy][ix] = run.id
-    return {"grid": g, "z": z, "trained": trained, "hover": hover, "run_ids": run_ids, "targets": targets,
-            "target": target}
+    return {"grid": g, "z": z, "trained": trained, "hover": hover, "text": text, "run_ids": run_ids,
+            "targets": targets, "target": target}
 
 
 def main(argv: list[str] | None = None) -> int:

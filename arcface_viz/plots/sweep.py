@@ -20,9 +20,11 @@ import plotly.graph_objects as go
 from .style import OKABE_ITO
 
 NOT_TRAINED = "#9E9E9E"
+EMPTY = "#EEEEEE"
 THEORY_COLOUR = OKABE_ITO["vermillion"]
 RULE_COLOUR = OKABE_ITO["sky_blue"]
 CELL_MARKER = "cell"  # name of the clickable trace
+VALUES = "values"  # name of the heat map of the values
 
 
 def _tick(v: Any) -> str:
@@ -85,11 +87,18 @@ def grid_map_figure(z: np.ndarray, x_values: Sequence[Any], y_values: Sequence[A
     shown = np.where(ok & np.isfinite(z), z, np.nan)
     xs, ys = list(range(nx)), list(range(ny))
     text = [list(row) for row in cell_text] if cell_text is not None else None
-    traces: list[go.BaseTraceType] = [go.Heatmap(
+    traces: list[go.BaseTraceType] = [go.Heatmap(  # every cell's frame, seen where there is no value yet
+        z=np.ones((ny, nx)).tolist(), x=xs, y=ys, colorscale=[[0, EMPTY], [1, EMPTY]], showscale=False,
+        hoverinfo="skip", xgap=2, ygap=2, name="cells"), go.Heatmap(
         z=shown.tolist(), x=xs, y=ys, colorscale="Viridis", reversescale=reverse, zmin=zrange[0], zmax=zrange[1],
         colorbar=dict(title=dict(text=colour_label, side="right")), hoverinfo="skip", xgap=2, ygap=2,
         text=text, texttemplate="%{text}" if text is not None else None, textfont=dict(size=13),
-        name=colour_label)]
+        name=VALUES)]
+    blank = [(ix, iy) for iy in ys for ix in xs if text and text[iy][ix] and ok[iy, ix] and np.isnan(shown[iy, ix])]
+    if blank:  # cells with no value yet say what they are (a queued or running run)
+        traces.append(go.Scatter(x=[ix for ix, _ in blank], y=[iy for _, iy in blank], mode="text",
+                                 text=[text[iy][ix] for ix, iy in blank], textfont=dict(size=13, color=NOT_TRAINED),
+                                 hoverinfo="skip", showlegend=False, name="no value yet"))
     if not ok.all():
         grey = np.where(~ok, 1.0, np.nan)
         traces.append(go.Heatmap(z=grey.tolist(), x=xs, y=ys, colorscale=[[0, NOT_TRAINED], [1, NOT_TRAINED]],

@@ -46,7 +46,7 @@ def cell_centre(page, ix: int, iy: int) -> tuple[float, float]:
 
 def test_click_a_cell_opens_its_run_in_the_toy_lesson(app_server, page):
     train_small_map(page, app_server)
-    heat = plotly_data(page, 0)[0]
+    (heat,) = [t for t in plotly_data(page, 0) if t.get("name") == "values"]
     assert heat["type"] == "heatmap" and len(heat["z"]) == 2
     screenshot(page, "sweep-small-map")
     x, y = cell_centre(page, 1, 1)  # s = 64, m2 = 0.8: beyond the theory line
