@@ -6,12 +6,12 @@ function that runs its arguments: there is no Slurm here)."""
 
 import os
 import subprocess
-import time
 
 import numpy as np
 import pytest
 from app_helpers import APP, charts
 from streamlit.testing.v1 import AppTest
+from test_runs import env, wait_for  # noqa: F401 - the registry in temporary folders (test_runs' env), polling
 
 from arcface_viz.fullscale import grid as G
 from arcface_viz.fullscale import launch as L
@@ -21,22 +21,15 @@ TIMEOUT = 300  # seconds a grid of two tiny runs may take on two busy cores (a b
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    for k in ("ARCFACE_VIZ_HOSTED", "ARCFACE_VIZ_BACKEND"):
-        monkeypatch.delenv(k, raising=False)
-    data = tmp_path / "data"
-    data.mkdir()
-    monkeypatch.setenv("ARCFACE_VIZ_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("ARCFACE_VIZ_DATA_ROOTS", str(data))
-    monkeypatch.setenv("ARCFACE_VIZ_REGISTRY", str(tmp_path / "registry.sqlite3"))
-    return tmp_path
+def tmp_env(env):  # noqa: F811 - test_runs' fixture, under a name of its own here
+    return env
 
 
-def faces_config(env):
+def faces_config(tmp_env):
     """The tiny preset on 6 synthetic identities with a verification set, verified every 2 of its 4 steps."""
     from toy_data.faces import make_synthetic_faces, make_verification_bin
 
-    root = env / "data" / "faces"
+    root = tmp_env / "data" / "faces"
     make_synthetic_faces(root, num_identities=6, images_per_identity=6, formats=("rec",))
     make_verification_bin(root / "val.bin", num_identities=4, pairs=10)
     cfg = L.load_launch_config("tiny_cpu")
@@ -44,16 +37,6 @@ def faces_config(env):
                val_targets=[str(root / "val.bin")], val_every=2, max_steps=4, checkpoint_every=1000,
                embeddings_sample=6, batch_size=4)
     return cfg
-
-
-def wait_for(predicate, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_axes_and_configs():
@@ -70,7 +53,7 @@ def test_axes_and_configs():
         G.grid_configs({}, ("lr", [1]), ("lr", [2]))
 
 
-def test_a_bad_cell_stops_the_whole_grid_before_anything_exists(env):
+def test_a_bad_cell_stops_the_whole_grid_before_anything_exists(tmp_env):
     reg = R.Registry()
     base = L.load_launch_config("tiny_cpu")
     with pytest.raises(ValueError, match="batch_size"):
@@ -78,9 +61,9 @@ def test_a_bad_cell_stops_the_whole_grid_before_anything_exists(env):
     assert reg.list() == [] and G.grids(reg) == []
 
 
-def test_local_grid_runs_at_most_n_at_once_and_maps_verification_accuracy(env, monkeypatch):
+def test_local_grid_runs_at_most_n_at_once_and_maps_verification_accuracy(tmp_env, monkeypatch):
     reg = R.Registry()
-    grid_id = G.launch_grid(reg, faces_config(env), ("lr", [0.05, 0.1]), ("s", [32.0]), slots=1, name="lr × s")
+    grid_id = G.launch_grid(reg, faces_config(tmp_env), ("lr", [0.05, 0.1]), ("s", [32.0]), slots=1, name="lr × s")
     runs = reg.list(reconcile=False)
     assert sorted(r.status for r in runs) == ["queued", "running"]  # the first slot is taken at once
     held = [r for r in runs if r.status == "queued"][0]
@@ -119,7 +102,7 @@ def test_local_grid_runs_at_most_n_at_once_and_maps_verification_accuracy(env, m
     assert np.allclose(np.array(heat[0]["z"], dtype=float), z)
 
 
-def test_a_held_run_can_be_taken_out_of_the_queue(env):
+def test_a_held_run_can_be_taken_out_of_the_queue(tmp_env):
     reg = R.Registry()
     base = L.load_launch_config("tiny_cpu")
     grid_id = G.launch_grid(reg, base, ("lr", [0.05, 0.1]), ("s", [32.0]), slots=1, watch=False)
@@ -132,9 +115,9 @@ def test_a_held_run_can_be_taken_out_of_the_queue(env):
     assert [r.status for r in reg.list()].count("finished") == 1
 
 
-def test_slurm_grid_is_an_array_job_whose_tasks_train_each_cell(env):
+def test_slurm_grid_is_an_array_job_whose_tasks_train_each_cell(tmp_env):
     reg = R.Registry()
-    grid_id = G.launch_grid(reg, faces_config(env), ("lr", [0.05, 0.1]), ("s", [32.0]), slots=1, mode="slurm",
+    grid_id = G.launch_grid(reg, faces_config(tmp_env), ("lr", [0.05, 0.1]), ("s", [32.0]), slots=1, mode="slurm",
                             name="on slurm")
     G.reconcile(reg)
     cells = G.cells(reg, grid_id)
@@ -143,7 +126,7 @@ def test_slurm_grid_is_an_array_job_whose_tasks_train_each_cell(env):
     assert "#SBATCH --array=0-1%1" in script and "#SBATCH --partition=gpu" in script
     for _, _, run in cells:
         assert str(run.path / "config.json") in script
-    path = env / "grid.sbatch"
+    path = tmp_env / "grid.sbatch"
     path.write_text(script)
     # task 0 of the array, as Slurm would start it (srun runs its arguments here)
     shim = 'srun() { "$@"; }; export -f srun; bash "$0"'
@@ -160,11 +143,11 @@ def test_slurm_grid_is_an_array_job_whose_tasks_train_each_cell(env):
         G.slurm_array_script(reg, grid_id, time_limit="soon")
 
 
-def test_cli_registers_a_slurm_grid_and_prints_its_map(env):
+def test_cli_registers_a_slurm_grid_and_prints_its_map(tmp_env):
     import json
     import sys
 
-    sbatch = env / "grid.sbatch"
+    sbatch = tmp_env / "grid.sbatch"
     cmd = [sys.executable, "-m", "arcface_viz", "runs", "grid", "--config", "tiny_cpu", "--x", "lr=0.05,0.1",
            "--y", "s=32,64", "--parallel", "2", "--slurm", str(sbatch), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)

@@ -38,7 +38,7 @@ from . import processes as P
 from .config import RUN_SPEC, set_key
 from .launch import validate_config
 from .metrics import last_metrics
-from .runs import PROJECT_ROOT, Registry, Run, _slug
+from .runs import PROJECT_ROOT, Registry, Run, sbatch_head
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS grids (
@@ -318,36 +318,15 @@ def slurm_array_script(registry: Registry, grid_id: int, partition: str | None =
                        cpus_per_task: int = 8, python: str | None = None) -> str:
     """An ``sbatch`` script for a grid: one array task per cell (``--array=0-(n−1)%slots``: at most ``slots`` at
     once), task i running torchrun on one node with cell i's config.json."""
-    import re
-
     g = get_grid(registry, grid_id)
     runs = [run for _, _, run in cells(registry, grid_id)]
     if not runs:
         raise ValueError(f"grid {grid_id} has no cells")
-    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
-        raise ValueError(f"partition must be a Slurm partition name, got {partition!r}")
-    if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", time_limit):
-        raise ValueError(f"time limit must look like 24:00:00 or 2-00:00:00, got {time_limit!r}")
     q = shlex.quote
     nproc = runs[0].nproc_per_node
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={_slug('arcface-grid-' + g.name)}",
-        f"#SBATCH --array=0-{len(runs) - 1}%{g.slots}",
-        "#SBATCH --nodes=1",
-        "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --gpus-per-node={nproc}",
-        f"#SBATCH --cpus-per-task={int(cpus_per_task)}",
-        f"#SBATCH --time={time_limit}",
-        f"#SBATCH --output={registry.runs_root / f'grid{g.id}-%A_%a.out'}",
-    ]
-    if partition:
-        lines.append(f"#SBATCH --partition={partition}")
+    lines = sbatch_head(f"arcface-grid-{g.name}", registry.runs_root / f"grid{g.id}-%A_%a.out", partition,
+                        time_limit, cpus_per_task, nproc, extra=(f"#SBATCH --array=0-{len(runs) - 1}%{g.slots}",))
     lines += [
-        "",
-        "set -euo pipefail",
-        f"cd {q(str(PROJECT_ROOT))}",
-        f"export PYTHONPATH={q(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"# {g.x_key} × {g.y_key}: task i trains cell i (row by row)",
         "configs=(",
         *(f"  {q(str(run.path / 'config.json'))}  # run {run.id}: {run.name}" for run in runs),

@@ -406,34 +406,16 @@ class Registry:
         """An ``sbatch`` script: one ``srun`` task per node, each running torchrun with a c10d rendezvous on the
         job's first node (``--rdzv_endpoint HEAD:PORT``), so no node needs its rank spelled out."""
         run = self.get(run_id)
-        if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
-            raise ValueError(f"partition must be a Slurm partition name, got {partition!r}")
-        if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", time_limit):
-            raise ValueError(f"time limit must look like 24:00:00 or 2-00:00:00, got {time_limit!r}")
         check_launch(nproc_per_node=run.nproc_per_node, nnodes=run.nnodes, node_rank=0, master_addr="127.0.0.1",
                      master_port=port)
         gpus = run.nproc_per_node if gpus_per_node is None else int(gpus_per_node)
         q = shlex.quote
         py = q(python or sys.executable)
-        lines = [
-            "#!/bin/bash",
-            f"#SBATCH --job-name={_slug('arcface-' + run.name)}",
-            f"#SBATCH --nodes={run.nnodes}",
-            "#SBATCH --ntasks-per-node=1",
-            f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (CPU only: no --gpus-per-node)",
-            f"#SBATCH --cpus-per-task={int(cpus_per_task)}",
-            f"#SBATCH --time={time_limit}",
-            f"#SBATCH --output={run.path / 'slurm-%j.out'}",
-        ]
-        if partition:
-            lines.append(f"#SBATCH --partition={partition}")
+        lines = sbatch_head(f"arcface-{run.name}", run.path / "slurm-%j.out", partition, time_limit, cpus_per_task,
+                            gpus, nodes=run.nnodes)
         lines += [
-            "",
-            "set -euo pipefail",
-            f"cd {q(str(PROJECT_ROOT))}",
             "# the rendezvous runs on the first node of the allocation",
             'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-            f"export PYTHONPATH={q(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
             "",
             f"srun --kill-on-bad-exit=1 {py} -m torch.distributed.run \\",
             f"    --nnodes {run.nnodes} --nproc_per_node {run.nproc_per_node} \\",
@@ -442,6 +424,34 @@ class Registry:
             "",
         ]
         return "\n".join(lines)
+
+
+def sbatch_head(job: str, output: str | os.PathLike, partition: str | None, time_limit: str, cpus_per_task: int,
+                gpus: int, nodes: int = 1, extra: tuple[str, ...] = ()) -> list[str]:
+    """The first lines of an ``sbatch`` script: the ``#SBATCH`` options (``extra`` ones after the job name), then the
+    project as working directory and on PYTHONPATH.  ValueError for a partition or a time limit that Slurm would
+    not take."""
+    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
+        raise ValueError(f"partition must be a Slurm partition name, got {partition!r}")
+    if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", time_limit):
+        raise ValueError(f"time limit must look like 24:00:00 or 2-00:00:00, got {time_limit!r}")
+    q = shlex.quote
+    return [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={_slug(job)}",
+        *extra,
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (CPU only: no --gpus-per-node)",
+        f"#SBATCH --cpus-per-task={int(cpus_per_task)}",
+        f"#SBATCH --time={time_limit}",
+        f"#SBATCH --output={output}",
+        *([f"#SBATCH --partition={partition}"] if partition else []),
+        "",
+        "set -euo pipefail",
+        f"cd {q(str(PROJECT_ROOT))}",
+        f"export PYTHONPATH={q(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
+    ]
 
 
 def reconcile_existing(path: str | os.PathLike | None = None) -> list[int]:
