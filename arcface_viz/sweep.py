@@ -934,10 +934,12 @@ class _Job:
 class SharedSweeps:
     """Maps kept for every visitor of a server, keyed by their :class:`SweepConfig` (at most ``max_items``, the
     least recently used dropped first).  A map asked for while it trains is not trained again: the second caller
-    waits for the first and sees its progress."""
+    waits for the first and sees its progress.  At most ``max_parallel`` different maps train at once (a map
+    keeps the CPU busy; two at once only finish later); the others wait their turn and say so."""
 
-    def __init__(self, max_items: int = 32) -> None:
+    def __init__(self, max_items: int = 32, max_parallel: int = 1) -> None:
         self.max_items = max_items
+        self._slots = threading.BoundedSemaphore(max_parallel)
         self._lock = threading.Lock()
         self._done: OrderedDict[SweepConfig, SweepResult] = OrderedDict()
         self._jobs: dict[SweepConfig, _Job] = {}
@@ -976,7 +978,12 @@ class SharedSweeps:
                 progress(fraction, text)
 
         try:
-            job.result = run_sweep(config, advance=advance, progress=report)
+            while not self._slots.acquire(timeout=poll):
+                report(0.0, "waiting for another map to finish training…")
+            try:
+                job.result = run_sweep(config, advance=advance, progress=report)
+            finally:
+                self._slots.release()
         except BaseException as exc:
             job.error = exc
             raise

@@ -183,6 +183,30 @@ def test_thirty_visitors_asking_for_one_map_train_it_once():
     assert shared.get(cfg) is None and shared.trainings == 3
 
 
+def test_different_maps_train_one_at_a_time_and_the_next_one_waits_its_turn():
+    shared = S.SharedSweeps(max_parallel=1)
+    first, second = (S.make_config("fig3", "arcface", "s=8", "m2=0.2", steps) for steps in (40, 41))
+    busy, overlap, told = threading.Lock(), [], []
+
+    def advance(trainers, k):
+        if not busy.acquire(blocking=False):
+            overlap.append(k)  # two maps training at the same moment
+        else:
+            busy.release()
+        with busy:
+            return S.one_by_one(trainers, k)
+
+    threads = [threading.Thread(target=shared.run, args=(cfg,),
+                                kwargs=dict(advance=advance, poll=0.01, progress=lambda f, t: told.append(t)))
+               for cfg in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert shared.get(first) and shared.get(second) and not overlap
+    assert any("waiting for another map" in t for t in told)
+
+
 def test_a_failing_map_raises_for_everyone_waiting_and_is_not_kept():
     shared = S.SharedSweeps()
     cfg = S.make_config("fig3", "arcface", "s=8", "m2=0.2", 30)
