@@ -37,8 +37,9 @@ Adding a loss (the machinery is :mod:`arcface_viz.margin`)
    and ``ramp`` for the warm-up): it becomes an attribute of every loss, a slider, a URL key and a CLI flag.
 3. Register it: ``register_loss("name", margin=my_margin, params=(...), paper={...}, low_dim={...},
    label=..., summary=..., state={...}, norms=..., subcentres=...)``; ``fused=False`` if the function returns no
-   derivatives (it then trains with autograd).  Gradient detachment comes free: a loss that lists the
-   ``detach_margin`` parameter gets the margined values with the gradient of s·cos θ.
+   derivatives (it then trains with autograd).  The general modifiers come free (``modifiers=`` narrows
+   them): ``detach_margin`` gives the margined values with the gradient of s·cos θ, and
+   ``interclass_filtering_threshold`` τ zeroes the non-target cosines above τ, in every path.
 
 The lessons, the CLI, ``make_loss`` and Partial FC then have it; tests/test_losses.py checks every registered
 loss's fused path against autograd, and tests/test_margin_api.py shows a test-only loss end to end.
@@ -63,9 +64,11 @@ from .margin import (
     Margin,
     MarginInput,
     MarginOut,
+    autocast_on,
     cosines,
     declare_param,
     margin_cross_entropy,
+    no_autocast,
     register_loss,
     theta,
 )
@@ -101,6 +104,17 @@ for _param in (
     LossParam("easy_margin", "bool", False, "easy margin", "Apply the margin only where cos θ > 0.", base=False),
 ):
     declare_param(_param)
+
+# General modifiers of the margin runner (arcface_viz.margin.Margin): every loss with a margin function gets them.
+declare_param(LossParam(
+    "detach_margin", "bool", False, "margin without gradient",
+    "Keep the margined logit's value but give it the gradient of s·cos θ (insightface's arcface_torch since "
+    "Dec 2022): the margin moves the loss, not the gradient's direction.", base=False, modifier=True))
+declare_param(LossParam(
+    "interclass_filtering_threshold", "float", 0.0, "inter-class filter τ (0 = off)",
+    "Set every non-target cosine above τ to 0, without gradient (arcface_torch's configs for noisy data use "
+    "0.4): a sample very close to another class's centre is likely mislabelled.", min=0.0, max=1.0, step=0.05,
+    format="%.2f", base=0.0, modifier=True))
 
 PARAM_NAMES = LOSS_PARAMS.keys()  # a live view: parameters declared later appear in it too
 
@@ -224,7 +238,8 @@ _COSINE = dict(head="cosine", margin=combined_margin)
 register_loss("softmax", head="linear", label="Softmax",
               summary="Linear layer with bias, W_y·x + b_y; no normalisation, no margin (L1).")
 register_loss("norm_softmax", **_COSINE, params=("s",), paper={"s": 64.0}, low_dim={"s": 16.0}, label="Norm-Softmax",
-              summary="‖W_j‖ = 1, ‖x‖ = s, no bias: logits s·cos θ_j (L2).")
+              summary="‖W_j‖ = 1, ‖x‖ = s, no bias: logits s·cos θ_j (L2).",
+              modifiers=("interclass_filtering_threshold",))  # no margin to detach
 register_loss("sphereface", **_COSINE, params=("s", "m1"), paper={"s": 64.0, "m1": 1.35},
               low_dim={"s": 16.0, "m1": 1.2}, label="SphereFace",
               summary="Multiplicative angular margin s·cos(m1·θ_y), the paper's arccos form.")
@@ -265,7 +280,7 @@ def _register_regularised(base: str | None, regs: tuple[str, ...], label: str | 
     register_loss(name, label=label or " + ".join([info.label] * bool(info.label) + [_REG_LABEL[r] for r in regs]),
                   summary=summary, head=info.head, margin=info.margin, params=params, paper=paper, low_dim=low_dim,
                   regularisers=regs, presets=info.presets, state=info.state, norms=info.norms, fused=info.fused,
-                  subcentres=info.subcentres)
+                  subcentres=info.subcentres, modifiers=())  # the base's modifiers are in its params
 
 
 # The paper's own names: Intra-Loss (L5) and Inter-Loss (L6) are Norm-Softmax plus the term.
@@ -284,6 +299,9 @@ _register_regularised("arcface", ("triplet",))
 
 def triplet_term(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Angular batch-hard triplet: mean over anchors of max(0, θ_ap(hardest) + margin − θ_an(hardest))."""
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return triplet_term(embeddings, labels, margin)
     x = F.normalize(embeddings.float(), dim=1)
     angles = theta(x @ x.t())
     same = labels[:, None] == labels[None, :]
@@ -345,6 +363,9 @@ class MarginLoss(Margin):
         """The logits that feed the cross entropy, with the margin on the target class when labels are given.
 
         Reads the margin's state but never updates it (only a training ``forward`` does)."""
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.logits(embeddings, labels)
         head = self.info.head
         if head == "linear":
             return F.linear(embeddings.float(), self.weight.float(), self.bias.float())
@@ -355,7 +376,11 @@ class MarginLoss(Margin):
         return self.margin_logits(cos, labels.long(), norms=self.feature_norms(embeddings))[0]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch: cross entropy of :meth:`logits` plus the regularisers."""
+        """Mean loss over the batch: cross entropy of :meth:`logits` plus the regularisers (float32, also under
+        autocast)."""
+        if autocast_on(embeddings):  # float32: see arcface_viz.margin.autocast_on
+            with no_autocast(embeddings):
+                return self.forward(embeddings.float(), labels)
         labels = labels.long()
         head = self.info.head
         if head == "centroid":

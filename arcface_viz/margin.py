@@ -50,7 +50,9 @@ class LossParam:
 
     :data:`arcface_viz.params.LOSS_SPEC` turns each into a slider, a URL key and a CLI flag.  ``base`` is the
     value a loss that does not use the parameter has; ``ramp=True`` marks a margin that the warm-up scales
-    from ``base`` (no margin) to its value: v_eff = base + margin_scale·(v − base).
+    from ``base`` (no margin) to its value: v_eff = base + margin_scale·(v − base).  ``modifier=True`` marks a
+    general modifier that :class:`Margin` applies around any margin function (``detach_margin``,
+    ``interclass_filtering_threshold``): :func:`register_loss` adds it to every loss that has a margin function.
     """
 
     name: str
@@ -64,6 +66,7 @@ class LossParam:
     format: str | None = None
     base: Any = None
     ramp: bool = False
+    modifier: bool = False  # a general modifier of the margin runner: every loss with a margin function gets it
 
     def cast(self, value: Any) -> Any:
         """The value as this parameter's Python type; tensors (per-model values) pass unchanged."""
@@ -118,13 +121,18 @@ def register_loss(name: str, *, label: str, summary: str, head: str = "cosine",
                   paper: Mapping[str, Any] | None = None, low_dim: Mapping[str, Any] | None = None,
                   regularisers: tuple[str, ...] = (), presets: Mapping[str, dict] | None = None,
                   state: Mapping[str, float | Callable[[int], float]] | None = None, norms: str | None = None,
-                  fused: bool = True,
-                  subcentres: str | None = None) -> LossInfo:
+                  fused: bool = True, subcentres: str | None = None,
+                  modifiers: tuple[str, ...] | None = None) -> LossInfo:
     """Add a loss to :data:`LOSSES`: the lessons, the CLI, ``make_loss`` and Partial FC pick it up from here.
 
     ``params`` are the parameters the loss uses (declared with :func:`declare_param`), ``paper`` and ``low_dim``
     their defaults at paper scale and in the 2-D/3-D lessons.  See :class:`LossInfo` for the other fields.
+    A loss with a margin function also gets the general ``modifiers`` (None: every parameter declared with
+    ``modifier=True``), appended to ``params``.
     """
+    if margin is not None:
+        mods = tuple(k for k, p in LOSS_PARAMS.items() if p.modifier) if modifiers is None else tuple(modifiers)
+        params = tuple(params) + tuple(m for m in mods if m not in params)
     unknown = [p for p in params if p not in LOSS_PARAMS]
     if unknown:
         raise ValueError(f"loss {name!r}: undeclared parameter(s) {unknown}; declare them with declare_param")
@@ -371,8 +379,30 @@ class Margin(nn.Module):
         return self if isinstance(a, (int, float)) and a == 1.0 else _Params(self)
 
     def _detached(self) -> bool:
-        """The loss lists ``detach_margin`` and it is on: margined values, the gradient of s·cos θ."""
+        """``detach_margin`` is on (insightface's arcface_torch since Dec 2022, opensphere): the logits keep the
+        margined values, but ∂logit/∂cos θ_j is the scale for the target as for every other class."""
         return "detach_margin" in self.info.params and bool(self.detach_margin)
+
+    def _filter(self, cos: torch.Tensor, cols: torch.Tensor,
+                owned: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """arcface_torch's inter-class filtering for noisy data: every non-target cosine above τ =
+        ``interclass_filtering_threshold`` becomes 0, without gradient, before the margin (τ ≤ 0: off).
+
+        Returns (cosines, kept mask or None).  A row whose class lives on another rank (``owned`` False) has no
+        target column here, so all its cosines are candidates, as in arcface_torch's Partial FC."""
+        if "interclass_filtering_threshold" not in self.info.params:
+            return cos, None
+        tau = self.interclass_filtering_threshold
+        if not torch.is_tensor(tau) and tau <= 0:
+            return cos, None
+        with torch.no_grad():
+            target = torch.zeros(cos.shape, dtype=torch.bool, device=cos.device)
+            src = torch.ones_like(cols, dtype=torch.bool) if owned is None else owned.expand(cols.shape)
+            target.scatter_(-1, cols.expand(*cos.shape[:-1], 1), src)
+            dirty = (cos > tau) & ~target
+            if torch.is_tensor(tau):  # one τ per model of a batched step: τ ≤ 0 is off for that model
+                dirty &= tau > 0
+        return cos.masked_fill(dirty, 0.0), ~dirty
 
     def _run(self, cos: torch.Tensor, cos_y: torch.Tensor, cols: torch.Tensor, owned: torch.Tensor | None,
              norms: torch.Tensor | None, reduce: Callable | None, update: bool,
@@ -392,16 +422,18 @@ class Margin(nn.Module):
         ranks; ``update`` lets the margin function update its state (training steps only).
         """
         cols = _columns(labels, cos)
-        if owned is None:
-            cos_y = cos.gather(-1, cols)
-        else:  # Partial FC: the target cosine of every row, from the rank that holds its class
+        if owned is not None:  # Partial FC: the target cosine of every row, from the rank that holds its class
             owned = owned.expand(cos.shape[:-1]).unsqueeze(-1)
             cols = torch.where(owned, cols, torch.zeros_like(cols))
+        cos = self._filter(cos, cols, owned)[0]
+        if owned is None:
+            cos_y = cos.gather(-1, cols)
+        else:
             local = cos.gather(-1, cols)
             mine = torch.where(owned, local, torch.zeros_like(local)).detach()
             cos_y = torch.where(owned, local, mine if reduce is None else reduce(mine))
         b, out = self._run(cos, cos_y, cols, owned, norms, reduce, update, analytic=False)
-        if self._detached():  # the margin's value without its gradient (insightface, 2022)
+        if self._detached():  # the margin's value without its gradient
             out.target = b.cos_y + (out.target - b.cos_y).detach()
             if out.others is not None:
                 out.others = cos + (out.others - cos).detach()
@@ -412,7 +444,9 @@ class Margin(nn.Module):
                            update: bool) -> tuple[MarginOut, Any]:
         """(MarginOut with its derivatives, scale) for the fused node, from cosines (…, B, C) and columns (…, B, 1).
 
-        No autograd: the fused node calls it inside its forward."""
+        No autograd: the fused node calls it inside its forward.  The modifiers act on the derivatives: a
+        detached margin has slope 1 (and no norm or others slope), a filtered cosine has slope 0."""
+        cos, kept = self._filter(cos, cols, None)
         b, out = self._run(cos, cos.gather(-1, cols), cols, None, norms, None, update, analytic=True)
         if out.slope is None:
             raise ValueError(f"the margin function of {self.name!r} gave no derivatives: register it with "
@@ -421,14 +455,40 @@ class Margin(nn.Module):
             out.slope, out.others_slope, out.norm_slope = 1.0, None, None
         elif self.info.norms == "detached":
             out.norm_slope = None
+        if kept is not None:
+            if out.others is None:
+                out.others = cos
+            out.others_slope = kept.to(cos.dtype) if out.others_slope is None else out.others_slope * kept
         return out, out.scale if out.scale is not None else b.p.s
 
 
 # ------------------------------------------------------------------------------- cross entropy, two ways
 
 
+def autocast_on(t: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``t``'s device.  Every loss entry point (:func:`cosines`, the fused
+    node, ``MarginLoss.forward`` and ``logits``, :func:`~arcface_viz.losses.triplet_term`) then calls itself again
+    inside :func:`no_autocast`: under fp16/bf16 autocast a matmul's cosines near ±1 round to exactly ±1, past the
+    clamp to 1 − 1e-6, where arccos' is infinite.  (Partial FC's big matmul may use autocast: it clamps in float32
+    afterwards.)  Checked, not entered, on the hot path: one C call when autocast is off."""
+    return torch.is_autocast_enabled(t.device.type)
+
+
+def no_autocast(t: torch.Tensor) -> torch.autocast:
+    """The context that switches autocast off on ``t``'s device (see :func:`autocast_on`)."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is in a half-precision dtype (float64 stays, for gradcheck)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def cosines(embeddings: torch.Tensor, centres: torch.Tensor, k: int = 1) -> torch.Tensor:
     """cos θ_j (…, B, C) between normalised embeddings (…, B, d) and centres (…, C·K, d), max over sub-centres."""
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return cosines(embeddings, centres, k)
     x = F.normalize(embeddings.float(), dim=-1)
     w = F.normalize(centres.float(), dim=-1)
     return subcentre_max(x @ w.transpose(-1, -2), k)[0]
@@ -445,8 +505,11 @@ def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torc
     """
     if labels.dtype != torch.long:
         labels = labels.long()
+    if autocast_on(embeddings):
+        with no_autocast(embeddings):
+            return margin_cross_entropy(margin, embeddings, centres, labels, fused=fused)
     if margin.info.fused if fused is None else fused:
-        return _MarginCE.apply(embeddings, centres, labels, margin)
+        return _MarginCE.apply(_full(embeddings), _full(centres), labels, margin)
     cos = cosines(embeddings, centres, margin.centres)
     logits, extra = margin.margin_logits(cos, labels, norms=margin.feature_norms(embeddings), update=margin.training)
     targets = labels.expand(cos.shape[:-1])
@@ -494,6 +557,9 @@ class _MarginCE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if autocast_on(grad):  # a backward called inside autocast: its matmuls stay float32 too
+            with no_autocast(grad):
+                return _MarginCE.backward(ctx, grad.float())
         x, xn, w, wn, log_p, cols = ctx.saved_tensors
         out, up = ctx.out, grad if grad.dim() == 0 else grad[..., None, None]
         g = log_p.exp()

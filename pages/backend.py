@@ -19,6 +19,7 @@ from arcface_viz.fullscale import grid as G
 from arcface_viz.fullscale import launch as L
 from arcface_viz.fullscale import runs as R
 from arcface_viz.fullscale.config import LOSS_KEYS
+from arcface_viz.fullscale.insightface import ConvertError, convert_text
 from arcface_viz.fullscale.prepare import find_datasets, prepare_bin, prepare_rec, prepare_synthetic
 from arcface_viz.losses import LOSSES
 from arcface_viz.plots.runs import metrics_figure
@@ -108,10 +109,18 @@ def _current(spec) -> dict:
     return values
 
 
+def _base(values: dict) -> dict | None:
+    """The config the form's values go into: an imported arcface_torch config while the preset is still the one
+    it was imported over (None: the preset's own config)."""
+    imported = st.session_state.get(f"{PAGE}:imported")
+    return imported["config"] if imported and imported["preset"] == values.get("preset") else None
+
+
 def _launch(spec) -> None:
     try:
         checked = spec.validate(_current(spec))
-        run_id = registry.launch(L.config_from_values(checked), nproc_per_node=checked["nproc_per_node"],
+        run_id = registry.launch(L.config_from_values(checked, _base(checked)),
+                                 nproc_per_node=checked["nproc_per_node"],
                                  nnodes=checked["nnodes"], node_rank=checked["node_rank"],
                                  master_addr=st.session_state.get(f"{PAGE}:master_addr", "127.0.0.1").strip(),
                                  master_port=checked["master_port"] or None,
@@ -191,19 +200,51 @@ def _fit_choices(spec, values: dict) -> None:
             st.session_state.pop(f"{PAGE}:{p.name}", None)
 
 
+def _fill_form(spec, values: dict, config: dict) -> None:
+    """Load a config's values into every control of the launch form (a value a control cannot take is skipped)."""
+    for name, value in L.values_from_config(config).items():
+        if name in spec:
+            try:
+                value = spec[name].coerce(value)
+            except ValueError:
+                continue
+            values[name] = value
+            st.session_state[f"{PAGE}:{name}"] = value
+
+
 def _apply_preset(spec, values: dict) -> None:
     """Picking another preset loads its values into every control (the first visit keeps the URL's values)."""
     key = f"{PAGE}:applied_preset"
     if st.session_state.get(key, values["preset"]) != values["preset"]:
-        for name, value in L.values_from_config(L.load_launch_config(values["preset"])).items():
-            if name in spec:
-                try:
-                    value = spec[name].coerce(value)
-                except ValueError:
-                    continue
-                values[name] = value
-                st.session_state[f"{PAGE}:{name}"] = value
+        _fill_form(spec, values, L.load_launch_config(values["preset"]))
     st.session_state[key] = values["preset"]
+
+
+def _import(spec) -> None:
+    """Read an arcface_torch config (uploaded or pasted; parsed, never run) into the launch form."""
+    upload = st.session_state.get(f"{PAGE}:import_file")
+    if upload is not None:
+        text, name = upload.getvalue().decode("utf-8", errors="replace"), Path(upload.name).stem
+    else:
+        text, name = st.session_state.get(f"{PAGE}:import_text", ""), "pasted_config"
+    if not text.strip():
+        _flash("import", "warning", "Choose an arcface_torch config file or paste one first.")
+        return
+    try:
+        config, notes = convert_text(text, name)
+    except ConvertError as exc:
+        _flash("import", "error", f"Not imported: {exc}")
+        return
+    values = _current(spec)
+    _fill_form(spec, values, config)
+    st.session_state[f"{PAGE}:imported"] = {"preset": values["preset"], "config": config}
+    todo = []
+    if config["data"]["root"] and config["data"]["root"] not in spec["data.root"].choices:
+        todo.append(f"its data {config['data']['root']} is not among the data sets found here: pick one")
+    if config["val_targets"]:
+        todo.append(f"its verification sets {', '.join(config['val_targets'])}: pick their .bin files")
+    _flash("import", "success", f"Imported {name}.py ({config['network']} + {config['loss']}) into the form"
+           + "".join(f"; {t}" for t in [*notes, *todo]) + ".")
 
 
 def _number_box(spec, values: dict, name: str, container) -> None:
@@ -254,11 +295,22 @@ tab_runs, tab_launch, tab_data = st.tabs(["Runs", "Launch a run", "Prepare data"
 with tab_launch:
     st.markdown("Pick a preset, then change what you need. Every value is checked before anything starts; data "
                 "sets are the ones found in the data roots (make one on *Prepare data*).")
+    with st.expander("Import an insightface arcface_torch config (configs/*.py)", icon=":material/upload_file:"):
+        st.caption("Its keys go into the form below (margin_list, network, lr, batch_size, num_epoch …), with what "
+                   "arcface_torch's train_v2.py fixes in code: s = 64, momentum 0.9, the margin without gradient, "
+                   "its lr schedule. The file is read, never run; a key this trainer does not support is named.")
+        st.file_uploader("arcface_torch config", type=["py"], key=f"{PAGE}:import_file")
+        st.text_area("… or paste it", key=f"{PAGE}:import_text", height=120,
+                     placeholder="from easydict import EasyDict as edict\nconfig = edict()\n"
+                                 "config.margin_list = (1.0, 0.5, 0.0)\n…")
+        st.button("Import into the form", key=f"{PAGE}:import", icon=":material/input:", on_click=_import,
+                  args=(spec,))
+        _show_flash("import")
     left, mid, right = st.columns(3)
     loss_names = ("loss", *(LOSS_KEYS[k] for k in LOSSES[values["loss"]].params))
     columns = {left: ("preset", "network", "embedding_size"),
-               mid: ("sample_rate", "amp", "batch_size", "optimizer", "lr", "num_epoch", "warmup_epoch", "max_steps",
-                     "seed"),
+               mid: ("sample_rate", "amp", "batch_size", "optimizer", "lr", "num_epoch", "warmup_epoch",
+                     "lr_schedule", "max_steps", "seed"),
                right: ("data.format", "data.root", "data.num_classes", "data.num_images", "val_targets")}
     for column, names in columns.items():
         _draw(spec, values, names, column)
@@ -284,7 +336,7 @@ with tab_launch:
     st.text_input("run name (optional)", key=f"{PAGE}:name", max_chars=100)
     sync_url(spec, values)
     try:
-        config, problem = L.config_from_values(spec.validate(values)), None
+        config, problem = L.config_from_values(spec.validate(values), _base(values)), None
     except ValueError as exc:
         config, problem = None, str(exc)
     with st.expander("The config.json that will be written"):

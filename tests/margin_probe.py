@@ -28,7 +28,6 @@ PROBE_PARAMS = (
     LossParam("probe_sigma", "float", 0.0, "σ", "per-sample margin spread", min=0.0, max=0.5, base=0.0),
     LossParam("probe_lambda", "float", 0.1, "λ", "extra term weight", min=0.0, max=1.0, base=0.0),
     LossParam("probe_k", "int", 2, "K", "sub-centres per class", min=1, max=4, base=1),
-    LossParam("detach_margin", "bool", False, "detach margin", "margin without gradient", base=False),
 )
 PROBE_DEFAULTS = {"s": 8.0, "m2": 0.3, "probe_g": 0.3, "probe_sigma": 0.0, "probe_lambda": 0.1,
                   "detach_margin": False}

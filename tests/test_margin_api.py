@@ -265,7 +265,8 @@ def test_the_toy_lesson_trains_a_newly_registered_loss(probe, name):
     assert snap.step == 30 and math.isfinite(snap.loss)
     assert tr.loss_fn.t.item() != 0.0
     assert snap.centres.shape == (3, 2)
-    assert tr.current_loss_params() == {**PROBE_DEFAULTS, **({"probe_k": 2} if name == "probe_sub" else {})}
+    assert tr.current_loss_params() == {**PROBE_DEFAULTS, "interclass_filtering_threshold": 0.0,
+                                        **({"probe_k": 2} if name == "probe_sub" else {})}
 
 
 def test_state_can_start_from_the_number_of_classes():

@@ -1,7 +1,7 @@
 """Partial FC: sharded class centres on 2 real gloo ranks give the single-process loss and gradients, for the
 registry's losses and for a test-only loss (tests/margin_probe.py) that uses every extension point of the
 margin API: running state reduced across ranks, undetached feature norms, an extra loss term, per-sample
-random margins, changed negatives, gradient detachment and sub-centres."""
+random margins, changed negatives, gradient detachment, inter-class filtering and sub-centres."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ CASES = [
     ("arcface+intra", {}),
     ("norm_softmax+intra+inter", {}),
     ("arcface+triplet", {}),
+    # the general modifiers: the margin without gradient, and arcface_torch's inter-class filtering, which sees
+    # no target column on a rank that does not hold the row's class
+    ("arcface", {"detach_margin": True}),
+    ("cosface", {"interclass_filtering_threshold": 0.2}),
+    ("combined", {"m1": 0.9, "m2": 0.4, "m3": 0.15, "detach_margin": True, "interclass_filtering_threshold": 0.2}),
+    ("arcface+intra", {"detach_margin": True, "interclass_filtering_threshold": 0.1}),
 ]
 PROBE_CASES = [
     ("probe", {}),

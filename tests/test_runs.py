@@ -433,3 +433,33 @@ def test_launch_form_shows_every_key_of_the_run_config_and_a_loss_loads_its_valu
     config = json.loads(at.json[0].value)
     assert (config["loss"], config["m3"], config["m2"], config["loss_params"]["easy_margin"]) == \
         ("cosface", 0.35, None, None)
+
+
+def test_page_imports_an_arcface_torch_config_into_the_launch_form(env, monkeypatch):
+    """A pasted arcface_torch config (its wf12m_conflict_r50_pfc03_filter04.py) fills the form; one we cannot
+    train is refused with the key named, and the form keeps what it had."""
+    from arcface_torch_configs import CONFIGS
+
+    monkeypatch.setenv("ARCFACE_VIZ_BACKEND", "1")
+    at = _backend_page()
+    at.text_area(key="backend:import_text").input(CONFIGS["wf12m_conflict_r50_pfc03_filter04"])
+    next(b for b in at.button if b.label == "Import into the form").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    message = next(s.value for s in at.success if "Imported" in s.value)
+    assert "iresnet50 + cosface" in message and "/train_tmp/WebFace12M_Conflict is not among the data sets" in message
+    assert at.selectbox(key="backend:loss").value == "cosface"
+    assert at.slider(key="backend:m3").value == 0.4
+    assert at.slider(key="backend:interclass_filtering_threshold").value == 0.4
+    assert at.slider(key="backend:sample_rate").value == 0.3
+    assert at.selectbox(key="backend:lr_schedule").value == "polynomial_lr_warmup"
+    config = json.loads(at.json[0].value)
+    assert (config["loss"], config["m3"], config["interclass_filtering_threshold"], config["warmup_epoch"]) == \
+        ("cosface", 0.4, 0.4, 2.0)
+    assert config["description"] == "Converted from arcface_torch's pasted_config.py"
+    assert config["data"] == {"format": "rec", "root": None, "num_classes": 1017970, "num_images": 12720066}
+
+    at.text_area(key="backend:import_text").input(CONFIGS["wf42m_pfc03_40epoch_8gpu_vit_t"])
+    next(b for b in at.button if b.label == "Import into the form").click().run()
+    assert not at.exception
+    assert any("Not imported" in e.value and "network 'vit_t_dp005_mask0'" in e.value for e in at.error)
+    assert at.slider(key="backend:m3").value == 0.4  # the form kept the first import

@@ -193,6 +193,10 @@ def test_presets():
     ms1 = load_config("ms1mv2_r100")
     assert (ms1.network, ms1.data.num_classes, ms1.num_epoch, ms1.weight_decay) == ("iresnet100", 85742, 20, 5e-4)
     assert load_config("tiny_cpu").data.format == "synthetic"
+    # the insightface presets detach the margin, as arcface_torch since Dec 2022; the paper's CASIA setting does not
+    assert ms1.loss_params.detach_margin is True and load_config("synthetic_r50_speed").loss_params.detach_margin
+    assert not casia.loss_params.detach_margin
+    assert "5,900 samples/s on 8 GPUs at batch 512" in load_config("synthetic_r50_speed").description
     assert any("lacks" in e or "not found" in e for e in config_errors(casia, check_paths=True))
     with pytest.raises(ConfigError, match="neither a file nor a preset"):
         load_config("no_such_preset")

@@ -7,6 +7,8 @@ so a run launched here shows up there and the other way round.
   --master-addr A --master-port PORT] [--wait]``
 - ``list [--json]``, ``show ID [--json] [--log N] [--slurm]``, ``stop ID``, ``resume ID [--wait]``
 - ``keys [--json]``: every key of the run config (``--set`` takes them; a dot sets one nested key, ``data.root``)
+- ``convert CONFIG.py [--out FILE]``: an insightface arcface_torch config (``configs/*.py``, read, never run) as
+  our run config (:mod:`arcface_viz.fullscale.insightface`); exit 2 naming every key we do not support
 - ``grid --config FILE|PRESET --x KEY=V1,V2,… --y KEY=V1,… [--parallel N] [--slurm FILE]``: one run per pair of
   values, at most N at once (or an array job for Slurm); ``grid-map ID [--json] [--target SET]``: their
   verification accuracy, the map of the Training runs page
@@ -20,6 +22,8 @@ import time
 from typing import Any
 
 from ..fullscale.config import set_key, spec_table
+from ..fullscale.files import atomic_write_text
+from ..fullscale.insightface import convert_file
 from ..fullscale.launch import load_launch_config
 from ..fullscale.runs import Registry, Run
 
@@ -96,6 +100,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ke = rsub.add_parser("keys", help="every key of the run config: default, allowed values, meaning")
     ke.add_argument("--json", action="store_true", help="print a JSON list")
     ke.set_defaults(func=run_keys)
+
+    co = rsub.add_parser("convert", help="read an insightface arcface_torch config (configs/*.py) into ours",
+                         description="Read an arcface_torch config file (never executed: parsed with ast, over "
+                                     "base.py beside it or arcface_torch's base values) and write our run config; "
+                                     "every key we do not support is named and the exit status is 2.")
+    co.add_argument("config", metavar="CONFIG.py", help="an arcface_torch config, e.g. configs/ms1mv3_r50.py")
+    co.add_argument("--out", metavar="FILE", default=None, help="write the JSON here (default: print it)")
+    co.set_defaults(func=run_convert)
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -279,4 +291,19 @@ def run_grid_map(args: argparse.Namespace) -> int:
         cells = ["✗" if not m["trained"][iy][ix] else "–" if z[iy][ix] is None else f"{100 * z[iy][ix]:.2f}%"
                  for ix in range(len(g.x_values))]
         print(f"{str(yv):>10}" + "".join(f"{c:>10}" for c in cells))
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    cfg, notes = convert_file(args.config)
+    text = json.dumps(cfg, indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return 0
+    try:
+        atomic_write_text(args.out, text)
+    except OSError as exc:
+        raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {args.out}: {cfg['network']} + {cfg['loss']}, launch it with "
+          f"`arcface-viz runs launch --config {args.out}`" + "".join(f"; note: {n}" for n in notes))
     return 0

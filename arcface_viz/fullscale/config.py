@@ -41,7 +41,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # arcface_viz/conf
 AMP_MODES = ("none", "fp16", "bf16")
 OPTIMIZERS = ("sgd", "adamw")
 DATA_FORMATS = ("rec", "folder", "synthetic")
-TOP_LEVEL_LOSS_KEYS = ("s", "m1", "m2", "m3")  # insightface's scale and margin_list; the rest: loss_params.*
+TOP_LEVEL_LOSS_KEYS = ("s", "m1", "m2", "m3", "interclass_filtering_threshold")  # arcface_torch's names; the rest:
+# loss_params.*
+LR_SCHEDULES = ("poly_scheduler", "polynomial_lr_warmup")  # arcface_torch's PolyScheduler, PolynomialLRWarmup
 
 
 class ConfigError(ValueError):
@@ -89,6 +91,11 @@ RUN_SPEC = Spec((
     Param("num_epoch", "int", 20, "epochs", "Passes over the training set.", min=1),
     Param("warmup_epoch", "float", 0.0, "warm-up epochs", "Linear warm-up before the polynomial decay; must be "
           "below the epochs.", min=0.0, step=0.5, format="%.2f"),
+    Param("lr_schedule", "choice", "poly_scheduler", "lr schedule", "Warm-up and decay as arcface_torch's "
+          "PolyScheduler (power 2; its code until April 2023, which trained its model zoo) or its "
+          "PolynomialLRWarmup (power 1, since April 2023).", choices=LR_SCHEDULES,
+          labels={"poly_scheduler": "PolyScheduler (power 2)", "polynomial_lr_warmup": "PolynomialLRWarmup "
+                  "(power 1)"}),
     Param("max_steps", "int", None, "max steps (0 = all epochs)", "Stop after this many steps (the lr schedule "
           "decays over them); null = all epochs.", min=1, optional=True),
     Param("data.format", "choice", "synthetic", "data format", "insightface RecordIO (train.rec/idx/property), an "
@@ -97,8 +104,9 @@ RUN_SPEC = Spec((
           "working directory); also where verification sets given by name are looked up.", min=1, optional=True),
     Param("data.num_classes", "int", None, "classes (synthetic; 0 = from the data)", "Identity count: required "
           "for synthetic data, read from `property` for RecordIO (null = from the data).", min=2, optional=True),
-    Param("data.num_images", "int", None, "images (synthetic)", "Size of the synthetic set.", min=1,
-          optional=True),
+    Param("data.num_images", "int", None, "images (0 = from the data)", "Size of the synthetic set; for "
+          "RecordIO and folders, the images per epoch of the lr schedule (arcface_torch's num_image; null = the "
+          "data's count).", min=1, optional=True),
     Param("num_workers", "int", 2, "data loader workers", min=0),
     Param("pin_memory", "bool", True, "pin memory", "Page-locked batches for faster copies to the GPU."),
     Param("flip", "bool", True, "random horizontal flip", "Mirror training images at random (insightface: on)."),
@@ -401,7 +409,8 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the loss's defaults for s, m1, m2, m3 and make data, verification and output paths absolute."""
+    """Fill the loss's defaults for the top-level loss keys (s, m1, m2, m3, interclass_filtering_threshold) and
+    make data, verification and output paths absolute."""
     ref = make_loss(cfg.loss, 2, 2, **loss_kwargs(cfg))
     data = replace(cfg.data)
     if data.root:
@@ -411,7 +420,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
         data.num_classes = read_property(Path(data.root) / "property")[0]
     return replace(
-        cfg, s=ref.s, m1=ref.m1, m2=ref.m2, m3=ref.m3, data=data,
+        cfg, **{k: getattr(ref, k) for k in TOP_LEVEL_LOSS_KEYS}, data=data,
         val_targets=[str(resolve_val_target(t, data.root).resolve()) for t in cfg.val_targets],
         output=str(Path(cfg.output).expanduser().resolve()))
 

@@ -4,8 +4,8 @@ The same command runs one process, N GPUs (``torchrun --nproc_per_node=N -m arcf
 or several nodes (add ``--nnodes --node_rank --master_addr --master_port``), as insightface's arcface_torch:
 DDP over NCCL on GPUs and gloo on CPUs, the class centres sharded by :class:`~.partial_fc.PartialFC`
 for every cosine-head loss (a replicated head for softmax, A-Softmax and the pure triplet loss), SGD or
-AdamW with linear warm-up and polynomial decay (power 2), AMP (fp16 with a gradient scaler, or bf16),
-gradient clipping, channels_last on CUDA and seeds.
+AdamW with linear warm-up and polynomial decay (arcface_torch's schedulers and step counts: ``lr_schedule``),
+AMP (fp16 with a gradient scaler, or bf16), gradient clipping, channels_last on CUDA and seeds.
 
 The config is :mod:`.config`'s :data:`~.config.RUN_SPEC`; data sets come from :mod:`.datasets`, verification and
 the held-out embeddings from :mod:`.verification`, checkpoints from :mod:`.checkpoints`, ``metrics.jsonl`` from
@@ -74,18 +74,54 @@ MAX_GATHERED_WEIGHT_BYTES = 2 << 30  # embeddings.npz holds the full W only up t
 LOG = logging.getLogger("arcface_viz.train")
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, power: float = 2.0) -> float:
-    """lr / base_lr of optimizer step ``step`` (0-based), as arcface_torch's ``PolyScheduler``: with
-    j = max(step − 1, 0), j / warmup_steps during the warm-up, then (1 − (j − warmup) / (total − warmup))^power.
+def lr_factor(step: int, total_steps: int, warmup_steps: float, schedule: str = "poly_scheduler") -> float:
+    """lr / base_lr of optimizer step ``step`` (0-based), as arcface_torch's schedulers (``cfg.lr_schedule``).
 
-    The one-step lag is arcface_torch's (its scheduler sets step 0's lr while it is built, then restarts its
-    count), so a warm-up starts with two steps at lr 0; kept so that the same config trains the same way.
+    ``poly_scheduler`` (its ``PolyScheduler``, until April 2023): with j = max(step − 1, 0), j / warmup during
+    the warm-up, then (1 − (j − warmup) / (total − warmup))².  The one-step lag is arcface_torch's (the scheduler
+    sets step 0's lr while it is built, then restarts its count), so a warm-up starts with two steps at lr 0.
+
+    ``polynomial_lr_warmup`` (its ``PolynomialLRWarmup``, since April 2023, power 1): step 0 runs at the base lr
+    (its first ``get_lr`` keeps the optimizer's lr), then step / warmup up to the warm-up's end, then
+    1 − (min(step, total) − warmup) / (total − warmup).
     """
+    if schedule == "polynomial_lr_warmup":
+        if step == 0:
+            return 1.0
+        if step <= warmup_steps:
+            return step / warmup_steps
+        span = max(1.0, total_steps - warmup_steps)
+        return max(0.0, 1.0 - (min(total_steps, step) - warmup_steps) / span)
+    if schedule != "poly_scheduler":
+        raise ValueError(f"unknown lr_schedule {schedule!r}")
     j = max(step - 1, 0)
     if j < warmup_steps:
         return j / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    return max(0.0, 1.0 - (j - warmup_steps) / span) ** power
+    span = max(1.0, total_steps - warmup_steps)
+    return max(0.0, 1.0 - (j - warmup_steps) / span) ** 2
+
+
+def schedule_steps(cfg: TrainConfig, num_images: int, world_size: int) -> tuple[int, int, float]:
+    """(steps per epoch, total steps, warm-up steps) of the lr schedule, as arcface_torch's train_v2.py:
+    ``num_image // (batch_size · world_size)`` per epoch over every image of the data set (the held-out
+    sample included, so the same config gives the same steps), times ``num_epoch`` (or ``max_steps``) and
+    ``warmup_epoch``."""
+    per_epoch = num_images // (cfg.batch_size * world_size)
+    total = per_epoch * cfg.num_epoch
+    return per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total, per_epoch * cfg.warmup_epoch
+
+
+def build_optimizer(cfg: TrainConfig, groups: list[dict], total_steps: int, warmup_steps: float
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer of arcface_torch's train_v2.py over ``groups`` (SGD with momentum and weight decay, or AdamW
+    with its defaults and weight decay) and the lr schedule of ``cfg.lr_schedule`` (:func:`lr_factor`)."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = cfg.lr_schedule
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, total_steps, warmup_steps, schedule))
+    return opt, sched
 
 
 class _Replicated(nn.Module):
@@ -161,16 +197,19 @@ class FaceTrainer:
         self.train_set = Subset(train_ds, keep) if self.held_out.size else train_ds  # an array: no 5M-int list
         self.sampler = ResumableSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                         seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size  # one pass of the loader
         if self.steps_per_epoch < 1:
             raise ConfigError(f"{len(self.train_set)} training images cannot fill one step of {cfg.batch_size} × "
                               f"{env.world_size} processes: lower batch_size or add data")
         self.loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
                                  num_workers=cfg.num_workers, pin_memory=cfg.pin_memory and self.cuda,
                                  drop_last=True, persistent_workers=cfg.num_workers > 0)
-        epoch_steps = cfg.num_epoch * self.steps_per_epoch
-        self.total_steps = min(epoch_steps, cfg.max_steps) if cfg.max_steps else epoch_steps
-        self.warmup_steps = int(cfg.warmup_epoch * self.steps_per_epoch)
+        num_images = len(train_ds) if cfg.data.format == "synthetic" or not cfg.data.num_images else \
+            cfg.data.num_images  # arcface_torch's num_image
+        _, self.total_steps, self.warmup_steps = schedule_steps(cfg, num_images, env.world_size)
+        if self.total_steps < 1:
+            raise ConfigError(f"{num_images} images cannot fill one step of {cfg.batch_size} × {env.world_size} "
+                              "processes: lower batch_size or add data")
 
     def _build_model(self) -> None:
         """The same backbone on every rank (DDP also broadcasts rank 0's) and the loss head: Partial FC for the
@@ -199,17 +238,13 @@ class FaceTrainer:
                 self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _build_optimizer(self) -> None:
-        """SGD or AdamW over backbone and head, the warm-up + polynomial schedule and the fp16 gradient scaler."""
+        """SGD or AdamW over backbone and head, the warm-up + polynomial schedule (:func:`build_optimizer`) and
+        the fp16 gradient scaler."""
         cfg = self.cfg
         groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad]},
                   {"params": [p for p in self.head.parameters() if p.requires_grad]}]
         groups = [g for g in groups if g["params"]]
-        if cfg.optimizer == "sgd":
-            self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda i: lr_factor(i, self.total_steps, self.warmup_steps))
+        self.opt, self.sched = build_optimizer(cfg, groups, self.total_steps, self.warmup_steps)
         self.scaler = torch.amp.GradScaler(self.env.device.type, growth_interval=100, enabled=cfg.amp == "fp16")
         # a step the scaler skips (inf gradients) still advances the schedule, as in insightface
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")

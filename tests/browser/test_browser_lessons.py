@@ -676,3 +676,31 @@ def test_gallery_state(servers, page, state):
     assert_no_errors(page)
     path = screenshot(page, state.name)
     assert path.stat().st_size > 10_000
+
+
+# --- the Training runs page imports an arcface_torch config --------------------------------------------------------
+
+
+def test_backend_imports_an_arcface_torch_config(servers, page):
+    """Paste arcface_torch's wf12m_conflict_r50_pfc03_filter04.py into the launch tab's import box: the form
+    shows CosFace 0.4 with the inter-class filter 0.4 and Partial FC 0.3, and the config.json preview too."""
+    from tests.arcface_torch_configs import CONFIGS
+
+    open_app(page, servers("backend"), "backend", "", timeout=TIMEOUT_MS)
+    _backend_launch_tab(page)
+    page.get_by_text("Import an insightface arcface_torch config").click()
+    box = page.locator(".st-key-backend-import_text textarea")
+    box.fill(CONFIGS["wf12m_conflict_r50_pfc03_filter04"])
+    box.press("Control+Enter")  # commit the text area's value before the button's rerun
+    wait_for_idle(page, after_input=True, timeout=TIMEOUT_MS)
+    button(page, "backend:import").click()
+    page.get_by_text("Imported pasted_config.py (iresnet50 + cosface) into the form").wait_for(timeout=TIMEOUT_MS)
+    wait_for_idle(page, timeout=TIMEOUT_MS)
+    assert_no_errors(page)
+    assert slider_value(page, LOSS_SPEC["m3"].title) == 0.4
+    assert slider_value(page, LOSS_SPEC["interclass_filtering_threshold"].title) == 0.4
+    assert slider_value(page, "Partial FC sample rate") == 0.3
+    config = re.sub(r"\s+", "", _backend_config(page))
+    assert '"interclass_filtering_threshold":0.4' in config and '"lr_schedule":"polynomial_lr_warmup"' in config
+    path = screenshot(page, "backend-import")
+    assert path.stat().st_size > 10_000
