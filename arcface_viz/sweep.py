@@ -492,7 +492,7 @@ SWEEP_SPEC = Spec((
     TOY_SPEC["classes"],
     TOY_SPEC["lr"],
     TOY_SPEC["optimizer"],
-    *LOSS_SPEC.subset(_axis_choices() + ("easy_margin",)).with_defaults(**LOSSES["arcface"].low_dim),
+    *LOSS_SPEC.subset(n for n in LOSS_SPEC.names if n != "loss").with_defaults(**LOSSES["arcface"].low_dim),
     Param("metric", "choice", "test_acc", "Colour the map by", "Which number of each cell the colours show.",
           choices=tuple(METRICS), labels={k: v[0] for k, v in METRICS.items()}, widget="radio"),
 ))

@@ -25,8 +25,12 @@ def small_map():
 
 
 def test_axes_are_the_loss_parameters_dim_classes_and_lr():
-    assert S.axis_names("fig3", "arcface") == ("s", "m2", "dim", "classes", "lr")
-    assert S.axis_names("digits", "cosface") == ("s", "m3", "dim", "lr")  # images have no class count to change
+    from arcface_viz.losses import LOSS_PARAMS, LOSSES
+
+    for dataset, loss, extra in (("fig3", "arcface", ("dim", "classes", "lr")), ("digits", "cosface", ("dim", "lr"))):
+        numbers = tuple(p for p in LOSSES[loss].params if LOSS_PARAMS[p].kind in ("float", "int"))
+        assert S.axis_names(dataset, loss) == numbers + extra  # images have no class count to change
+    assert S.axis_names("fig3", "arcface")[:2] == ("s", "m2") and "easy_margin" not in S.axis_names("fig3", "arcface")
     axis = S.parse_axis(" s = 2, 4 ,8", "fig3", "arcface")
     assert axis == S.Axis("s", (2.0, 4.0, 8.0)) and axis.text() == "s=2,4,8"
     assert S.parse_axis("dim=2,3", "fig3", "arcface").values == (2, 3)
