@@ -15,6 +15,8 @@ API
     whether they can be advanced *together*: all batchable, with the same network widths, embedding dimension,
     number of classes, training-set size, batch size and optimizer.  Seeds, data, s, m1, m2, m3, easy_margin, the
     learning rate, the warm-up and the step each trainer has reached may all differ.
+:func:`advance_grid(trainers, k) <advance_grid>`
+    a sweep map's advance: each group of compatible trainers together (``exact=False``), the rest one by one.
 :func:`advance_together(trainers, k, exact=True) <advance_together>`
     ``k`` optimizer steps of every trainer, as :meth:`Trainer.advance(k) <arcface_viz.training.Trainer.advance>`
     of each would do them, and each trainer's :class:`~arcface_viz.training.Snapshot` afterwards.  Each trainer's
@@ -129,6 +131,24 @@ def advance_together(trainers: Sequence[Trainer], k: int, exact: bool = True) ->
             else:
                 _train_together(members, int(k), exact)
     return [t.snapshot() for t in trainers]
+
+
+def advance_grid(trainers: Sequence[Any], k: int) -> list[Any]:
+    """``k`` steps of every trainer of a sweep map, in order: the trainers alike in shape (:func:`compatible`)
+    advanced together with ``exact=False`` (per-member margins as tensors), the others one by one; each
+    trainer's snapshot afterwards.  The advance :func:`arcface_viz.sweep.default_advance` uses."""
+    trainers = list(trainers)
+    out: list[Any] = [None] * len(trainers)
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(trainers):
+        if batchable(t):
+            groups.setdefault(_shape(t), []).append(i)
+        else:
+            out[i] = t.advance(k)
+    for members in groups.values():
+        for i, snap in zip(members, advance_together([trainers[i] for i in members], k, exact=False), strict=True):
+            out[i] = snap
+    return out
 
 
 class _BatchMargin(Margin):

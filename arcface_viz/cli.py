@@ -14,7 +14,7 @@ import sys
 from .params import ParamError
 
 # module names under arcface_viz.commands, in the order `--help` lists them
-SUBCOMMANDS = ["curves", "stats", "toy", "mnist", "data", "runs", "table3"]
+SUBCOMMANDS = ["curves", "stats", "toy", "mnist", "data", "runs", "table3", "sweep"]
 
 
 class UsageError(Exception):

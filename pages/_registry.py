@@ -11,6 +11,7 @@ PAGES = [
     ("pages/decision_margins.py", "Decision margins", "decision_margins", ":material/call_split:", "Lessons"),
     ("pages/toy_training.py", "Live training: toy data", "toy_training", ":material/scatter_plot:", "Training"),
     ("pages/mnist.py", "Live training: MNIST", "mnist", ":material/grid_on:", "Training"),
+    ("pages/sweep.py", "Which s and m?", "sweep", ":material/grid_view:", "Training"),
     ("pages/table3.py", "Table 3: angle statistics", "table3", ":material/table_chart:", "Evidence"),
     ("pages/backend.py", "Training runs", "backend", ":material/dns:", "Full-scale"),
 ]

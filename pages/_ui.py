@@ -181,18 +181,22 @@ class _Plain(go.Figure):
         return self._spec
 
 
-def chart(fig: go.Figure | dict[str, Any], key: str, *, file_name: str | None = None, **kwargs: Any) -> Any:
+def chart(fig: go.Figure | dict[str, Any], key: str, *, file_name: str | None = None,
+          on_click: Callable[[], None] | None = None, **kwargs: Any) -> Any:
     """Draw a plotly figure (a Figure, or a dict in the browser's form): projector styling when presenting, PNG
     from the toolbar's camera button, and an interactive HTML download when exports are switched on.
-    ``kwargs`` go to st.plotly_chart (on_select, selection_mode, …); its return value is returned."""
+    ``on_click``: called (as a callback) when the visitor clicks a point; the selection is in
+    ``st.session_state[key]``.  ``kwargs`` go to st.plotly_chart (on_select, selection_mode, …); its return
+    value is returned."""
     from arcface_viz.plots.style import presenter_spec, presenter_style, standalone_html
 
     plain = isinstance(fig, dict)
     if presenter_on():
         fig = presenter_spec(fig) if plain else presenter_style(fig)
     name = file_name or key
+    select = {"on_select": on_click, "selection_mode": "points"} if on_click is not None else {}
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
-    out = st.plotly_chart(_Plain(fig) if plain else fig, key=key, config=config, **kwargs)
+    out = st.plotly_chart(_Plain(fig) if plain else fig, key=key, config=config, **select, **kwargs)
     if st.session_state.get("exports"):
         st.download_button("Download as interactive HTML", standalone_html(go.Figure(fig) if plain else fig, name),
                            file_name=f"{name}.html", mime="text/html", key=f"{key}:html",
@@ -238,6 +242,16 @@ def page_state(page: str, spec: Spec) -> dict[str, Any]:
     values = load_state(page, spec)
     show_notices(page)
     return values
+
+
+def open_lesson(page: str, path: str, query: dict[str, str]) -> None:
+    """Go to lesson ``path`` with exactly the settings of ``query``: the lesson's state in this session (its
+    values, widgets and live run, keyed by ``page``) is dropped first, so it reads them from the URL."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"{page}:")]:
+        del st.session_state[key]
+    for key in (f"_values:{page}", f"_notices:{page}", f"_live:{page}"):
+        st.session_state.pop(key, None)
+    st.switch_page(path, query_params=query)
 
 
 def messages(warnings: Iterable[str]) -> None:

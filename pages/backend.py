@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from arcface_viz import settings
+from arcface_viz.fullscale import grid as G
 from arcface_viz.fullscale import launch as L
 from arcface_viz.fullscale import runs as R
 from arcface_viz.fullscale.config import LOSS_KEYS
@@ -22,8 +23,9 @@ from arcface_viz.fullscale.insightface import ConvertError, convert_text
 from arcface_viz.fullscale.prepare import find_datasets, prepare_bin, prepare_rec, prepare_synthetic
 from arcface_viz.losses import LOSSES
 from arcface_viz.plots.runs import metrics_figure
+from arcface_viz.plots.sweep import clicked_cell, grid_map_figure
 from pages._registry import PAGES
-from pages._ui import app_frame, controls, page_state, sync_url
+from pages._ui import app_frame, chart, controls, page_state, sync_url
 
 PAGE = "backend"
 STATUS_BADGE = {"queued": ("gray", ":material/schedule:"), "running": ("blue", ":material/sync:"),
@@ -128,6 +130,33 @@ def _launch(spec) -> None:
     else:
         st.session_state[f"{PAGE}:run"] = run_id
         _flash("launch", "success", f"Run {run_id} started: follow it on the Runs tab.")
+
+
+def _launch_grid(spec) -> None:
+    """One held run per pair of values, started at most N at once (or written for a Slurm array job)."""
+    k = f"{PAGE}:grid"
+    try:
+        checked = spec.validate(_current(spec))
+        x = G.parse_axis(f"{st.session_state[k + '_x']}={st.session_state[k + '_x_values']}")
+        y = G.parse_axis(f"{st.session_state[k + '_y']}={st.session_state[k + '_y_values']}")
+        mode = st.session_state[k + "_mode"]
+        grid_id = G.launch_grid(registry, L.config_from_values(checked), x, y,
+                                slots=int(st.session_state[k + "_slots"]), mode=mode,
+                                name=st.session_state.get(f"{PAGE}:name", "").strip() or None,
+                                nproc_per_node=checked["nproc_per_node"])
+    except (ValueError, FileNotFoundError) as exc:
+        _flash("grid", "error", f"Grid not launched: {exc}")
+    else:
+        st.session_state[f"{PAGE}:grid_id"] = grid_id
+        what = ("its first runs started; the others start as slots free up" if mode == "local" else
+                "its runs wait for the Slurm array job (download the script on the Runs tab)")
+        _flash("grid", "success", f"Grid {grid_id} registered: {what}.")
+
+
+def _select_run(grid_map: dict) -> None:
+    cell = clicked_cell(st.session_state.get(f"{PAGE}-grid-map"))
+    if cell is not None:
+        st.session_state[f"{PAGE}:run"] = grid_map["run_ids"][cell[1]][cell[0]]
 
 
 def _data_action(where: str, label: str, fn, *keys: str, ints: tuple[str, ...] = ()) -> None:
@@ -317,6 +346,24 @@ with tab_launch:
     st.button("Launch", type="primary", disabled=config is None, key=f"{PAGE}:launch",
               icon=":material/rocket_launch:", on_click=_launch, args=(spec,))
     _show_flash("launch")
+    with st.expander("Launch a grid: one run per pair of values (a sweep map of full-scale runs)"):
+        st.caption("The config above, with two of its numbers changed from run to run. Each cell is a run of its "
+                   "own; at most N train at once here (the others wait in the queue), or a Slurm array job trains "
+                   "them. The Runs tab shows their verification accuracy as a map.")
+        g = f"{PAGE}:grid"
+        keys = G.axis_keys()
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("x key (columns)", keys, index=keys.index("lr"), key=g + "_x")
+        c2.text_input("x values", "0.05,0.1", key=g + "_x_values")
+        c3.selectbox("y key (rows)", keys, index=keys.index("s"), key=g + "_y")
+        c4.text_input("y values", "32,64", key=g + "_y_values")
+        c1, c2 = st.columns(2)
+        c1.number_input("at most N at once", 1, 64, 1, key=g + "_slots")
+        c2.radio("where", G.MODES, key=g + "_mode", horizontal=True,
+                 format_func={"local": "here (queue)", "slurm": "Slurm array job"}.get)
+        st.button("Launch the grid", disabled=config is None, key=g + "_launch", icon=":material/grid_view:",
+                  on_click=_launch_grid, args=(spec,))
+        _show_flash("grid")
 
 # ---------------------------------------------------------------------------------------------
 # data preparation
@@ -387,7 +434,40 @@ def _details(run_id: int) -> None:
     st.code(registry.log_tail(run.id, 40) or "(empty)", language="text", wrap_lines=True, height=320)
 
 
+def _grids() -> None:
+    """The grids of runs as maps of their verification accuracy; a click on a cell selects its run below."""
+    all_grids = G.grids(registry)
+    if not all_grids:
+        return
+    by_id = {g.id: g for g in all_grids}
+    if st.session_state.get(f"{PAGE}:grid_id") not in by_id:
+        st.session_state[f"{PAGE}:grid_id"] = all_grids[0].id
+    c1, c2 = st.columns(2)
+    grid_id = c1.selectbox("Grid", list(by_id), key=f"{PAGE}:grid_id",
+                           format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].mode})")
+    targets = G.grid_map(registry, grid_id)["targets"]
+    target = c2.selectbox("Verification set", targets or ["(none yet)"], key=f"{PAGE}:grid_target")
+    m = G.grid_map(registry, grid_id, target if targets else None)
+    g = m["grid"]
+    chart(grid_map_figure(m["z"], g.x_values, g.y_values, x_label=g.x_key, y_label=g.y_key,
+                          colour_label=f"verification accuracy ({m['target'] or 'none yet'})", hover=m["hover"],
+                          cell_text=m["text"], trained=m["trained"], zrange=(0.5, 1.0),
+                          title=f"Grid {g.id}: {g.name}", height=420),
+          key=f"{PAGE}-grid-map", on_click=lambda: _select_run(m))
+    if not targets:
+        st.caption("No verification accuracy yet: a cell is coloured once its run verifies on a set of its "
+                   "config's val_targets; until then it shows its status. Grey ✗: failed or stopped.")
+    if g.mode == "slurm":
+        script = G.slurm_array_script(registry, grid_id)
+        st.download_button("Download the Slurm array job (grid.sbatch)", script, file_name=f"grid{grid_id}.sbatch",
+                           key=f"{PAGE}:grid_sbatch", icon=":material/download:")
+        with st.expander("Slurm array script"):
+            st.code(script, language="bash")
+
+
 with tab_runs:
+    G.reconcile(registry)  # a grid's queue moves on (its watcher does it too, with nobody watching)
+    _grids()
     all_runs = registry.list()
     if not all_runs:
         st.info("No runs yet. Launch one on the *Launch a run* tab, or from the command line: "

@@ -164,3 +164,23 @@ def test_what_cannot_be_batched_is_advanced_alone():
     got = advance_together([softmax, plain], 15)
     want = [t.advance(15) for t in twins]
     assert all(np.array_equal(a.embeddings, b.embeddings) for a, b in zip(want, got, strict=True))
+
+
+def test_a_sweep_grid_batches_each_shape_and_keeps_the_order(batches):
+    """advance_grid (a sweep map's advance): trainers alike in shape train as one batch per shape, the others
+    alone, and every snapshot comes back in the trainers' order, equal to its run alone up to rounding."""
+    from arcface_viz.batched import advance_grid
+
+    members = [{"loss": "arcface", "m2": m2, "seed": 0} for m2 in (0.1, 0.3)]
+    members += [{"loss": "adacos", "seed": 0}, {"loss": "arcface", "m2": 0.2, "seed": 0, "hidden": (32,)},
+                {"loss": "arcface", "m2": 0.2, "seed": 0, "hidden": (32,)}, {"loss": "arcface", "m2": 0.5, "seed": 0}]
+    alone = [build_toy_trainer(m) for m in members]
+    grid = [build_toy_trainer(m) for m in members]
+    for _ in range(5):
+        want = [t.advance(20) for t in alone]
+        got = advance_grid(grid, 20)
+    assert sorted(batches[:2]) == [2, 3]  # the three default-width ArcFace runs, the two wide ones; AdaCos alone
+    for a, b, t in zip(want, got, grid, strict=True):
+        assert a.step == b.step == t.step == 100
+        assert abs(a.test_acc - b.test_acc) <= 0.02
+        assert b.loss == pytest.approx(a.loss, rel=0.05)

@@ -9,6 +9,9 @@ so a run launched here shows up there and the other way round.
 - ``keys [--json]``: every key of the run config (``--set`` takes them; a dot sets one nested key, ``data.root``)
 - ``convert CONFIG.py [--out FILE]``: an insightface arcface_torch config (``configs/*.py``, read, never run) as
   our run config (:mod:`arcface_viz.fullscale.insightface`); exit 2 naming every key we do not support
+- ``grid --config FILE|PRESET --x KEY=V1,V2,… --y KEY=V1,… [--parallel N] [--slurm FILE]``: one run per pair of
+  values, at most N at once (or an array job for Slurm); ``grid-map ID [--json] [--target SET]``: their
+  verification accuracy, the map of the Training runs page
 """
 
 from __future__ import annotations
@@ -70,6 +73,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     re_.add_argument("id", type=int)
     re_.add_argument("--wait", action="store_true", help="wait for the run to end and exit 1 unless it finished")
     re_.set_defaults(func=run_resume)
+
+    gr = rsub.add_parser("grid", help="one run per pair of values of two config keys, at most N at once",
+                         description="Register one run per cell of KEY × KEY (every config checked first) and start "
+                                     "them at most N at once (a watcher process starts the rest as runs end), or "
+                                     "write a Slurm array job that trains them.")
+    gr.add_argument("--config", required=True, metavar="FILE|PRESET", help="the base config")
+    gr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one key of the base config (as for launch); repeatable")
+    gr.add_argument("--x", required=True, metavar="KEY=V1,V2,…", help="the columns: a number of the config")
+    gr.add_argument("--y", required=True, metavar="KEY=V1,V2,…", help="the rows")
+    gr.add_argument("--parallel", type=int, default=1, metavar="N", help="runs at once (default 1)")
+    gr.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per run (default 1)")
+    gr.add_argument("--name", default=None, help="a name for the grid")
+    gr.add_argument("--slurm", metavar="FILE.sbatch", default=None,
+                    help="start nothing here: write an sbatch array job (--array=0-(n-1)%%N) to FILE")
+    gr.add_argument("--json", action="store_true", help="print the grid and its runs as one JSON object")
+    gr.set_defaults(func=run_grid)
+
+    gm = rsub.add_parser("grid-map", help="a grid's verification accuracy per cell")
+    gm.add_argument("id", type=int)
+    gm.add_argument("--target", default=None, help="the verification set (default: the first one reported)")
+    gm.add_argument("--json", action="store_true", help="print one JSON object")
+    gm.set_defaults(func=run_grid_map)
 
     ke = rsub.add_parser("keys", help="every key of the run config: default, allowed values, meaning")
     ke.add_argument("--json", action="store_true", help="print a JSON list")
@@ -214,6 +240,57 @@ def run_keys(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['key']:<{width}}  {r['default']:<12} {r['allowed']}")
         print(f"{'':<{width}}  {r['help']}")
+    return 0
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    from ..fullscale import grid as G
+
+    config = load_launch_config(args.config)
+    for item in args.overrides:
+        set_key(config, *_parse_override(item))
+    reg = _registry(args)
+    mode = "slurm" if args.slurm else "local"
+    grid_id = G.launch_grid(reg, config, G.parse_axis(args.x), G.parse_axis(args.y), slots=args.parallel, mode=mode,
+                            name=args.name, nproc_per_node=args.nproc_per_node)
+    cells = G.cells(reg, grid_id)
+    if args.slurm:
+        try:
+            with open(args.slurm, "w", encoding="utf-8") as fh:
+                fh.write(G.slurm_array_script(reg, grid_id))
+        except OSError as exc:
+            raise ValueError(f"cannot write {args.slurm}: {exc.strerror or exc}") from None
+    if args.json:
+        print(json.dumps({"grid": grid_id, "mode": mode, "slurm": args.slurm,
+                          "runs": [{"ix": ix, "iy": iy, **run.to_dict()} for ix, iy, run in cells]}))
+        return 0
+    print(f"grid {grid_id}: {len(cells)} runs " + (f"for the Slurm array job in {args.slurm} (sbatch it)" if args.slurm
+                                                else f"queued, at most {args.parallel} at once"))
+    for _, _, run in cells:
+        print(f"  run {run.id}: {run.name} ({run.status})")
+    return 0
+
+
+def run_grid_map(args: argparse.Namespace) -> int:
+    from ..fullscale import grid as G
+
+    reg = _registry(args)
+    G.reconcile(reg)
+    m = G.grid_map(reg, args.id, args.target)
+    g = m["grid"]
+    z = [[None if v != v else v for v in row] for row in m["z"]]  # NaN (no value yet) as null
+    if args.json:
+        print(json.dumps({"grid": g.id, "name": g.name, "x": {"key": g.x_key, "values": g.x_values},
+                          "y": {"key": g.y_key, "values": g.y_values}, "target": m["target"], "targets": m["targets"],
+                          "verification_accuracy": z, "run_ids": m["run_ids"], "trained": m["trained"]}))
+        return 0
+    print(f"grid {g.id} \"{g.name}\": verification accuracy ({m['target'] or 'none reported yet'}), "
+          f"rows {g.y_key}, columns {g.x_key}")
+    print(f"{'':>10}" + "".join(f"{str(v):>10}" for v in g.x_values))
+    for iy, yv in enumerate(g.y_values):
+        cells = ["✗" if not m["trained"][iy][ix] else "–" if z[iy][ix] is None else f"{100 * z[iy][ix]:.2f}%"
+                 for ix in range(len(g.x_values))]
+        print(f"{str(yv):>10}" + "".join(f"{c:>10}" for c in cells))
     return 0
 
 

@@ -41,6 +41,7 @@ from .launch import check_launch, validate_config
 from .metrics import last_metrics, read_metrics
 
 STATUSES = ("queued", "running", "finished", "failed", "stopped")
+HELD_MESSAGE = "waiting in its grid's queue for a free slot"
 TRAINER_MODULE = "arcface_viz.train"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,10 +206,13 @@ class Registry:
     # -- starting --------------------------------------------------------------------------------
 
     def launch(self, config: Mapping[str, Any], nproc_per_node: int = 1, nnodes: int = 1, node_rank: int = 0,
-               master_addr: str = "127.0.0.1", master_port: int | None = None, name: str | None = None) -> int:
+               master_addr: str = "127.0.0.1", master_port: int | None = None, name: str | None = None,
+               hold: bool = False) -> int:
         """Validate, create the run directory, write config.json and start torchrun; return the run's id.
 
-        Every check runs before any process starts; a bad value raises ValueError with a message.
+        Every check runs before any process starts; a bad value raises ValueError with a message.  ``hold``: leave
+        the run queued, without a process (a grid's queue starts it later with :meth:`start`; see
+        :mod:`.grid`).
         """
         check_launch(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                      master_port=master_port)
@@ -235,8 +239,19 @@ class Registry:
             self._update(run_id, run_dir=str(run_dir), status="failed", ended=time.time(),
                          message=f"not started: {exc}")
             raise
-        self._start(self.get(run_id), resume=False)
+        if hold:
+            self._update(run_id, message=HELD_MESSAGE)
+        else:
+            self._start(self.get(run_id), resume=False)
         return run_id
+
+    def start(self, run_id: int) -> Run:
+        """Start a held run (queued, never started): what a grid's queue does when a slot is free."""
+        run = self.get(run_id)
+        if run.status != "queued" or run.pid is not None:
+            raise ValueError(f"run {run_id} is {run.status}, not waiting to start")
+        self._start(run, resume=False)
+        return self.get(run_id)
 
     @staticmethod
     def _default_name(config: Mapping[str, Any]) -> str:
@@ -306,6 +321,9 @@ class Registry:
         run = self.get(run_id)
         if run.status not in ("running", "queued"):
             raise ValueError(f"run {run_id} is not running (status {run.status})")
+        if run.status == "queued" and run.pid is None:  # waiting in a queue: it never gets a process
+            self._update(run.id, status="stopped", ended=time.time(), message="taken out of the queue by the user")
+            return self.get(run_id)
         grace = self.grace if grace is None else grace
         pids = P.run_processes(run)
         P.signal_group(run, signal.SIGTERM)
@@ -325,12 +343,15 @@ class Registry:
         with 0, else ``failed`` (its logs stay in the run directory); ranks left behind are killed.  Running
         runs get their last_metrics refreshed.
         """
+        from .grid import held_ids
+
         changed = []
         with self._db() as db:
             rows = db.execute("SELECT * FROM runs WHERE status IN ('running', 'queued')").fetchall()
+        held = held_ids(self) if any(r["status"] == "queued" for r in rows) else set()
         for run in map(_row_to_run, rows):
             if run.status == "queued":
-                if run.pid is None and time.time() - run.created > 300:
+                if run.pid is None and run.id not in held and time.time() - run.created > 300:
                     self._update(run.id, status="failed", ended=time.time(), message="never started")
                     changed.append(run.id)
                 continue
@@ -385,34 +406,16 @@ class Registry:
         """An ``sbatch`` script: one ``srun`` task per node, each running torchrun with a c10d rendezvous on the
         job's first node (``--rdzv_endpoint HEAD:PORT``), so no node needs its rank spelled out."""
         run = self.get(run_id)
-        if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
-            raise ValueError(f"partition must be a Slurm partition name, got {partition!r}")
-        if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", time_limit):
-            raise ValueError(f"time limit must look like 24:00:00 or 2-00:00:00, got {time_limit!r}")
         check_launch(nproc_per_node=run.nproc_per_node, nnodes=run.nnodes, node_rank=0, master_addr="127.0.0.1",
                      master_port=port)
         gpus = run.nproc_per_node if gpus_per_node is None else int(gpus_per_node)
         q = shlex.quote
         py = q(python or sys.executable)
-        lines = [
-            "#!/bin/bash",
-            f"#SBATCH --job-name={_slug('arcface-' + run.name)}",
-            f"#SBATCH --nodes={run.nnodes}",
-            "#SBATCH --ntasks-per-node=1",
-            f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (CPU only: no --gpus-per-node)",
-            f"#SBATCH --cpus-per-task={int(cpus_per_task)}",
-            f"#SBATCH --time={time_limit}",
-            f"#SBATCH --output={run.path / 'slurm-%j.out'}",
-        ]
-        if partition:
-            lines.append(f"#SBATCH --partition={partition}")
+        lines = sbatch_head(f"arcface-{run.name}", run.path / "slurm-%j.out", partition, time_limit, cpus_per_task,
+                            gpus, nodes=run.nnodes)
         lines += [
-            "",
-            "set -euo pipefail",
-            f"cd {q(str(PROJECT_ROOT))}",
             "# the rendezvous runs on the first node of the allocation",
             'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-            f"export PYTHONPATH={q(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
             "",
             f"srun --kill-on-bad-exit=1 {py} -m torch.distributed.run \\",
             f"    --nnodes {run.nnodes} --nproc_per_node {run.nproc_per_node} \\",
@@ -421,6 +424,34 @@ class Registry:
             "",
         ]
         return "\n".join(lines)
+
+
+def sbatch_head(job: str, output: str | os.PathLike, partition: str | None, time_limit: str, cpus_per_task: int,
+                gpus: int, nodes: int = 1, extra: tuple[str, ...] = ()) -> list[str]:
+    """The first lines of an ``sbatch`` script: the ``#SBATCH`` options (``extra`` ones after the job name), then the
+    project as working directory and on PYTHONPATH.  ValueError for a partition or a time limit that Slurm would
+    not take."""
+    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
+        raise ValueError(f"partition must be a Slurm partition name, got {partition!r}")
+    if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", time_limit):
+        raise ValueError(f"time limit must look like 24:00:00 or 2-00:00:00, got {time_limit!r}")
+    q = shlex.quote
+    return [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={_slug(job)}",
+        *extra,
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (CPU only: no --gpus-per-node)",
+        f"#SBATCH --cpus-per-task={int(cpus_per_task)}",
+        f"#SBATCH --time={time_limit}",
+        f"#SBATCH --output={output}",
+        *([f"#SBATCH --partition={partition}"] if partition else []),
+        "",
+        "set -euo pipefail",
+        f"cd {q(str(PROJECT_ROOT))}",
+        f"export PYTHONPATH={q(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
+    ]
 
 
 def reconcile_existing(path: str | os.PathLike | None = None) -> list[int]:

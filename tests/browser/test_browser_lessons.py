@@ -230,6 +230,34 @@ def _table3_link_check(page) -> None:
     assert f"{steps_for('fig3', 0.5):,} optimizer steps per model" in main_text(page)
 
 
+SWEEP_SMALL = "x_values=4,64&y_values=0,0.8&steps=50"
+
+
+def _base(page) -> str:
+    u = urlparse(page.url)
+    return f"{u.scheme}://{u.netloc}"
+
+
+def _sweep_prepare(page) -> None:
+    """A small map (2 × 2, 50 steps), trained."""
+    open_app(page, _base(page), "sweep", SWEEP_SMALL, timeout=TIMEOUT_MS)
+    press(page, "sweep:train-button")
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=TIMEOUT_MS)
+    wait_for_idle(page, timeout=TIMEOUT_MS)
+
+
+def _sweep_act(page) -> None:
+    page.locator('[data-testid="stRadio"]').filter(has_text="Colour the map by").get_by_text("W-EC (°)").click()
+    wait_for_rerun(page, timeout=TIMEOUT_MS)
+
+
+def _sweep_link_check(page) -> None:
+    values = page.locator('[data-testid="stTextInput"] input').evaluate_all("els => els.map(e => e.value)")
+    assert values[:2] == ["4,64", "0,0.3"], values
+    assert "4 models (2 rows × 2 columns × 1 seed(s)), 100 steps each" in main_text(page)
+    _seed_shows(3)(page)
+
+
 LESSONS: dict[str, Lesson] = {
     "": Lesson(no_controls="the home page explains the family of losses; it has no lesson controls"),
     "target_logit": Lesson(
@@ -259,6 +287,11 @@ LESSONS: dict[str, Lesson] = {
         link="loss=cosface&m3=0.2&dim=2&seed=3&max_train=1000",
         sliders={"training images": 1000, LOSS_SPEC["m3"].title: 0.2},
         texts=("CosFace: test images and class centres",), check_link=_mnist_link_check,
+    ),
+    "sweep": Lesson(
+        prepare=_sweep_prepare, act=_sweep_act, chart=0, url_after={"metric": "W-EC"},
+        link="loss=cosface&y=m3&x_values=4,64&y_values=0,0.3&steps=100&seed=3", sliders={"steps per model": 100},
+        check_link=_sweep_link_check,
     ),
     "table3": Lesson(
         prepare=_table3_prepare, act=_table3_act, chart=0, url_after={"budget": "1.0"},
