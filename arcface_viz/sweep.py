@@ -35,6 +35,7 @@ for every visitor of a server (one training per settings, whoever asks first; th
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
@@ -879,8 +880,21 @@ def _pool(workers: int):
         if _POOL:
             _POOL.pop()[1].shutdown(wait=False, cancel_futures=True)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        if not _POOL_CLOSER:
+            _POOL_CLOSER.append(atexit.register(_close_pool))
         _POOL.append((workers, pool))
         return pool
+
+
+_POOL_CLOSER: list = []
+
+
+def _close_pool() -> None:
+    """Shut the pool down before the interpreter tears its modules down (else the executor's weakref callback
+    runs against a half-dismantled multiprocessing module and prints an ignored exception at exit)."""
+    with _POOL_LOCK:
+        while _POOL:
+            _POOL.pop()[1].shutdown(wait=True, cancel_futures=True)
 
 
 def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: Progress | None = None,
