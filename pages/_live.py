@@ -134,7 +134,7 @@ def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[L
 def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list[str]) -> None:
     """For the norm-aware losses (MagFace, AdaFace) of a run: each drawn sample at radius ‖x‖, one column per
     trainer, with the loss's reference norms as rings and the easy/hard readout."""
-    from pages._ui import chart
+    from pages._ui import chart, columns
 
     aware = [t.loss_fn.info.norms is not None for t in run.trainers]
     if not any(aware):
@@ -142,23 +142,32 @@ def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list
     st.subheader("Feature norms: what the loss treats as easy or hard")
     st.caption("Each sample in its direction at radius ‖x‖, its feature norm before normalising: the norm MagFace "
                "and AdaFace read. Rings: the norms the loss refers to.")
-    snaps = [h[-1] for h in run.history]
-    for i, (col, trainer, snap, title) in enumerate(zip(st.columns(len(snaps)), run.trainers, snaps, titles,
-                                                         strict=True)):
+    snaps = run.frame.snaps
+
+    def build(i: int) -> tuple[Any, str]:
+        loss_fn, snap = run.trainers[i].loss_fn, snaps[i]
+        rings = loss_rings(loss_fn.name, {k: getattr(loss_fn, k) for k in loss_fn.info.params}, snap.state)
+        return (norm_figure(snap, rings, title=f"{titles[i]}: radius = ‖x‖", class_names=class_names),
+                norm_readout(snap))
+
+    for i, col in enumerate(columns(len(snaps))):
         if not aware[i]:
             continue
-        with col:
-            loss_fn = trainer.loss_fn
-            rings = loss_rings(loss_fn.name, {k: getattr(loss_fn, k) for k in loss_fn.info.params}, snap.state)
-            chart(norm_figure(snap, rings, title=f"{title}: radius = ‖x‖", class_names=class_names),
-                  key=f"{page}-norms-{i}")
-            st.caption(norm_readout(snap), unsafe_allow_html=True)
+        with col:  # built once per frame of the run, for every visitor who shows it
+            settings = tuple(sorted((k, repr(v)) for k, v in run.settings.items()))  # the rings follow l_a, u_a
+            fig, readout = run.run.memo((run.cursor, "norms", i, settings), lambda i=i: build(i))
+            chart(fig, key=f"{page}-norms-{i}")
+            st.caption(readout, unsafe_allow_html=True)
 
 
 def state_chart(page: str, run: LiveSession, i: int, title: str) -> None:
     """Trainer i's running loss state over the steps (AdaFace's μ and σ, CurricularFace's t, AdaCos's s)."""
     from pages._ui import chart
 
-    state = run.state_curves(i)
-    if state:
-        chart(state_figure(state.pop("steps"), state, title=f"Running state — {title}"), key=f"{page}-state-{i}")
+    def build() -> Any:
+        state = run.state_curves(i)
+        return state_figure(state.pop("steps"), state, title=f"Running state — {title}") if state else None
+
+    fig = run.run.memo((run.cursor, "state", i), build)  # once per frame of the run, for every visitor
+    if fig is not None:
+        chart(fig, key=f"{page}-state-{i}")
