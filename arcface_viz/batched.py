@@ -62,10 +62,11 @@ from .losses import combined_margin
 from .margin import LOSSES, Margin, margin_cross_entropy
 from .models import ToyMLP
 from .optim import SGD, Adam
-from .training import RNG_LOCK, Snapshot, Trainer
+from .training import RNG_LOCK, Snapshot, Trainer, _NumThreads
 
 _BETAS, _ADAM_EPS = Adam.betas, Adam.eps
 _MARGIN = ("s", "m1", "m2", "m3", "easy_margin")  # what combined_margin reads
+_BLOCK = 25  # steps whose mini-batches are copied out at once
 
 
 def batchable(trainer: Any) -> bool:
@@ -106,13 +107,17 @@ def _margin_key(trainer: Trainer, k: int) -> tuple:
     return (*(getattr(f, name) for name in _MARGIN), ramp)
 
 
-def advance_together(trainers: Sequence[Trainer], k: int, exact: bool = True) -> list[Snapshot]:
+def advance_together(trainers: Sequence[Trainer], k: int, exact: bool = True,
+                     snapshot: bool = True, threads: int | None = None) -> list[Snapshot | None]:
     """``k`` steps of each trainer (see the module docstring), batched when they are :func:`compatible`:
-    ``exact`` in batches of members with the same margins (bit-identical to alone), else one batch."""
+    ``exact`` in batches of members with the same margins (bit-identical to alone), else one batch.  Each
+    trainer's snapshot afterwards (None each with ``snapshot=False``).  ``threads``: torch's intra-op threads
+    for the batched steps (default: the trainers' own, one for toy models; more help a sweep's large batched
+    matrix products, and split them by model, so the bits stay those of a run alone)."""
     trainers = list(trainers)
     if len(trainers) < 2 or not compatible(trainers) or k <= 0:
-        return [t.advance(k) for t in trainers]
-    with RNG_LOCK, trainers[0]._threads():
+        return [t.advance(k, snapshot) for t in trainers]
+    with RNG_LOCK, _NumThreads(threads) if threads else trainers[0]._threads():
         for t in trainers:
             t._apply_pending()
         groups: dict[tuple, list[Trainer]] = {}
@@ -130,13 +135,14 @@ def advance_together(trainers: Sequence[Trainer], k: int, exact: bool = True) ->
                 members[0]._train(int(k))
             else:
                 _train_together(members, int(k), exact)
-    return [t.snapshot() for t in trainers]
+    return [t.snapshot() if snapshot else None for t in trainers]
 
 
-def advance_grid(trainers: Sequence[Any], k: int) -> list[Any]:
+def advance_grid(trainers: Sequence[Any], k: int, snapshot: bool = True, threads: int | None = None) -> list[Any]:
     """``k`` steps of every trainer of a sweep map, in order: the trainers alike in shape (:func:`compatible`)
     advanced together with ``exact=False`` (per-member margins as tensors), the others one by one; each
-    trainer's snapshot afterwards.  The advance :func:`arcface_viz.sweep.default_advance` uses."""
+    trainer's snapshot afterwards (None with ``snapshot=False``).  The advance :func:`arcface_viz.sweep.default_advance`
+    uses."""
     trainers = list(trainers)
     out: list[Any] = [None] * len(trainers)
     groups: dict[tuple, list[int]] = {}
@@ -144,9 +150,10 @@ def advance_grid(trainers: Sequence[Any], k: int) -> list[Any]:
         if batchable(t):
             groups.setdefault(_shape(t), []).append(i)
         else:
-            out[i] = t.advance(k)
+            out[i] = t.advance(k, snapshot)
     for members in groups.values():
-        for i, snap in zip(members, advance_together([trainers[i] for i in members], k, exact=False), strict=True):
+        snaps = advance_together([trainers[i] for i in members], k, exact=False, snapshot=snapshot, threads=threads)
+        for i, snap in zip(members, snaps, strict=True):
             out[i] = snap
     return out
 
@@ -188,9 +195,13 @@ class _Adam:
         self.params, self.m, self.v = params, m, v
         # one step counter per member (optim.Adam keeps one per tensor, all equal); the slices are views, made once
         self.counts = [torch.tensor(float(n)) for n in done]
-        self.slices = {r: ([p[g] for g in members for p in params], [x[g] for g in members for x in m],
-                           [x[g] for g in members for x in v], [self.counts[g] for g in members for _ in params])
+        # param-major lists (each tensor's members together), so a step's gradients are each stacked gradient's
+        # unbind(0) in a row; the fused kernel runs on each member's own slice, never on a whole stacked tensor
+        # (its vector and tail loops would then split the elements differently and round some differently)
+        self.slices = {r: ([p[g] for p in params for g in members], [x[g] for x in m for g in members],
+                           [x[g] for x in v for g in members], [self.counts[g] for _ in params for g in members])
                        for r, members in self.groups.items()}
+        self.everyone = len(self.groups) == 1
         self.fused = fused
 
     def step(self, grads: list[torch.Tensor]) -> None:
@@ -198,7 +209,10 @@ class _Adam:
         torch._foreach_add_(self.counts, 1)
         for r, members in self.groups.items():
             ps, ms, vs, ts = self.slices[r]
-            gs = [gr[g] for g in members for gr in grads]
+            if self.everyone:
+                gs = [x for gr in grads for x in gr.unbind(0)]
+            else:
+                gs = [gr[g] for gr in grads for g in members]
             if self.fused:
                 try:
                     torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=r, beta1=b1, beta2=b2, weight_decay=0.0,
@@ -240,27 +254,32 @@ def _train_together(trainers: list[Trainer], k: int, exact: bool) -> None:
         buf = [torch.stack([b[j] if b[j] is not None else torch.zeros_like(per_member[i][j])
                             for i, b in enumerate(bufs)]) for j in range(len(stacked))]
         neg_lr = torch.tensor([-t.lr for t in trainers])
-    X = torch.stack([t.batches.X for t in trainers])  # (G, N, in)
-    y = torch.stack([t.batches.y for t in trainers])  # (G, N)
+    X = torch.cat([t.batches.X for t in trainers])  # (G·N, in): member g's rows from g·N
+    y = torch.cat([t.batches.y for t in trainers])
+    N, n_in = len(trainers[0].batches.y), X.shape[1]
     idx = torch.stack([torch.stack(list(t.batches._indices(k))) for t in trainers])  # (G, k, B): each its own stream
-    n_in = X.shape[2]
+    rows = (idx + (torch.arange(G) * N)[:, None, None]).transpose(0, 1)  # (k, G, B) rows of X
     steps = [t.step for t in trainers]
     lead = trainers[0]
     margin = lead.loss_fn if exact else _BatchMargin(trainers)
+    ramp = max(t.warmup_steps - s for t, s in zip(trainers, steps, strict=True))  # steps left with a moving margin
     total = torch.zeros(G)
     *layers, W = stacked
     for i in range(k):
         if exact:
             if lead.warmup_steps > 0:  # the same position for every member (see _margin_key)
                 margin.margin_scale = min(1.0, steps[0] / lead.warmup_steps)
-        else:
+        elif i == 0 or i <= ramp:  # past every member's warm-up the margins stay as they are
             margin.at(trainers, steps)
-        rows = idx[:, i]
-        h = torch.gather(X, 1, rows[:, :, None].expand(-1, -1, n_in))
+        if i % _BLOCK == 0:  # the next _BLOCK steps' batches in one copy each (one gather per step costs more)
+            block = rows[i:i + _BLOCK]
+            xs = X.index_select(0, block.flatten()).view(*block.shape, n_in)
+            ys = y.index_select(0, block.flatten()).view(block.shape)
+        h = xs[i % _BLOCK]
         for j in range(0, len(layers) - 2, 2):
             h = torch.relu(torch.baddbmm(layers[j + 1][:, None, :], h, layers[j].transpose(1, 2)))
         emb = torch.baddbmm(layers[-1][:, None, :], h, layers[-2].transpose(1, 2))
-        loss = margin_cross_entropy(margin, emb, W, torch.gather(y, 1, rows))  # (G,)
+        loss = margin_cross_entropy(margin, emb, W, ys[i % _BLOCK])  # (G,)
         grads = [g.contiguous() for g in torch.autograd.grad(loss.sum(), stacked)]  # the fused kernel needs it
         with torch.no_grad():
             if adam:

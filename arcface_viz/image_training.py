@@ -305,14 +305,14 @@ class ImageTrainer(Trainer):
     def images_per_second(self) -> float | None:
         return self.step * self.batch_size / self.seconds if self.seconds > 0 else None
 
-    def advance(self, k: int = 1) -> ImageSnapshot:
+    def advance(self, k: int = 1, snapshot: bool = True) -> ImageSnapshot | None:
         """Train k steps; crossing an epoch end evaluates the full test set (once, at the end of the chunk)."""
         before = self.step // self.steps_per_epoch
-        base = super().advance(k)
+        base = super().advance(k, snapshot)
         done = self.step // self.steps_per_epoch
         if done > before:
             self.epoch_log.append(EpochResult(done, self.step, self.full_test()[0], self.seconds))
-        return self._with_epochs(base)
+        return None if base is None else self._with_epochs(base)
 
     def snapshot(self) -> ImageSnapshot:
         return self._with_epochs(super().snapshot())

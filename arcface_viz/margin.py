@@ -552,6 +552,15 @@ def margin_cross_entropy(margin: Margin, embeddings: torch.Tensor, centres: torc
     return loss if extra is None else loss + extra
 
 
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """log softmax over the classes (last axis).  With fewer than 16 classes (the lessons') torch's CPU kernel is
+    3–10× faster along a strided axis than along a short contiguous one, and gives the same bits there (its
+    vector width is 16 floats; tests/test_margin_api.py checks the equality); more classes take the usual path."""
+    if logits.shape[-1] >= 16:
+        return torch.log_softmax(logits, dim=-1)
+    return torch.log_softmax(logits.transpose(-1, -2), dim=-2).transpose(-1, -2).contiguous()
+
+
 def _project(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
     """Backward of v ↦ v/‖v‖: (g − û(û·g))/‖v‖."""
     return (grad - unit * (grad * unit).sum(-1, keepdim=True)) / norm
@@ -585,7 +594,7 @@ class _MarginCE(torch.autograd.Function):
         if index is not None and margin.training:  # each row's nearest sub-centre of its own class (dominance count)
             margin.last_nearest = index.gather(-1, cols).squeeze(-1)
         out, scale = margin.margin_derivatives(cos, cols, xn if margin.info.norms else None, margin.training)
-        log_p = torch.log_softmax(assemble_logits(cos, cols, out, scale), dim=-1)
+        log_p = _log_softmax(assemble_logits(cos, cols, out, scale))
         ctx.save_for_backward(x, xn, w, wn, log_p, cols)
         ctx.out, ctx.scale, ctx.index, ctx.k = out, scale, index, k
         ctx.shapes = emb.shape, centres.shape

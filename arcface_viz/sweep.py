@@ -760,21 +760,27 @@ def measure(trainer, first_loss: float, final_loss: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 # Advancing a grid
 
-Advance = Callable[[Sequence[Any], int], list[Any]]
+Advance = Callable[..., list[Any]]  # advance(trainers, k, snapshot=True) -> a snapshot (or None) per trainer
 
 
-def one_by_one(trainers: Sequence[Any], k: int) -> list[Any]:
+def one_by_one(trainers: Sequence[Any], k: int, snapshot: bool = True) -> list[Any]:
     """Each trainer alone: ``[t.advance(k) for t in trainers]`` (the reference the batched path must equal)."""
-    return [t.advance(k) for t in trainers]
+    return [t.advance(k, snapshot) for t in trainers]
 
 
 def default_advance() -> Advance:
-    """The batched grid advance of :mod:`arcface_viz.batched` when it is there, else :func:`one_by_one`."""
+    """The batched grid advance of :mod:`arcface_viz.batched` when it is there, else :func:`one_by_one`; on up
+    to 4 cores, or on one in the hosted app (its other visitors need the rest)."""
+    import functools
+    import os
+
+    from .settings import hosted
+
     try:
         from .batched import advance_grid
     except ImportError:
         return one_by_one
-    return advance_grid
+    return functools.partial(advance_grid, threads=1 if hosted() else max(1, min(4, os.cpu_count() or 1)))
 
 
 def _chunks(steps: int, pieces: int = 10) -> list[int]:
@@ -811,16 +817,16 @@ def _train_runs(config: SweepConfig, plan: Sequence[tuple[int, int, int]], advan
         if progress and i % 8 == 0:
             progress(0.0, f"building {len(plan)} models… ({i + 1}/{len(plan)})")
     first = [t.snapshot().loss for t in trainers]  # the loss on the training set at step 0
-    done, snaps = 0, []
+    done = 0
     for k in _chunks(config.steps):
-        snaps = advance(trainers, k)
+        advance(trainers, k, snapshot=False)  # measure() takes the snapshot it needs at the end
         done += k
         if progress:
             progress(done / config.steps, f"trained {done:,} of {config.steps:,} steps of {len(plan)} models")
     if progress:
         progress(1.0, f"measuring {len(plan)} models…")
-    return [{**measure(t, f, s.loss), "num_classes": t.loss_fn.num_classes}
-            for t, f, s in zip(trainers, first, snaps, strict=True)]
+    return [{**measure(t, f, t.last_loss), "num_classes": t.loss_fn.num_classes}
+            for t, f in zip(trainers, first, strict=True)]
 
 
 _WORKER_DATA: dict[tuple, Any] = {}  # a worker process's data sets, kept between its runs
@@ -901,7 +907,7 @@ def run_sweep(config: SweepConfig, *, advance: Advance | None = None, progress: 
               workers: int | None = None) -> SweepResult:
     """Train every cell and seed of ``config`` for ``config.steps`` steps and measure them (module docstring).
 
-    ``advance(trainers, k) -> snapshots`` moves the whole grid k steps (default: :func:`default_advance`);
+    ``advance(trainers, k, snapshot=False)`` moves the whole grid k steps (default: :func:`default_advance`);
     ``workers`` > 1 trains the runs one by one in that many processes instead (default: :func:`default_workers`;
     an ``advance`` given wins); ``progress(fraction, text)`` is called as it goes."""
     t0 = time.perf_counter()

@@ -331,14 +331,20 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------------
 
-    def advance(self, k: int = 1) -> Snapshot:
-        """Train ``k`` optimizer steps, then return a :meth:`snapshot`."""
+    def advance(self, k: int = 1, snapshot: bool = True) -> Snapshot | None:
+        """Train ``k`` optimizer steps, then return a :meth:`snapshot` (None with ``snapshot=False``: a caller
+        that reads only :attr:`last_loss`, such as a sweep between its progress reports)."""
         with RNG_LOCK, self._threads(), torch.random.fork_rng(devices=self._rng_devices()):
             self._restore_rng()
             if k > 0:
                 self._train(int(k))
             self._save_rng()
-            return self._snapshot()
+            return self._snapshot() if snapshot else None
+
+    @property
+    def last_loss(self) -> float | None:
+        """The mean training loss of the last chunk of steps (None before the first step or snapshot)."""
+        return self._last_loss
 
     def snapshot(self) -> Snapshot:
         """The current state without training."""

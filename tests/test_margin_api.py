@@ -292,3 +292,18 @@ def test_state_can_start_from_the_number_of_classes():
     finally:
         LOSSES.clear()
         LOSSES.update(saved)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 8, 10, 15, 16, 40])
+@pytest.mark.parametrize("lead", [(256,), (30, 256), (1,)])
+def test_the_fast_log_softmax_gives_torchs_bits(classes, lead):
+    """margin._log_softmax takes a strided path for few classes (speed): it must give log_softmax's exact bits,
+    else a run's numbers would depend on which path it took."""
+    from arcface_viz.margin import _log_softmax
+
+    g = torch.Generator().manual_seed(classes)
+    for scale in (1.0, 64.0):
+        x = torch.randn(*lead, classes, generator=g) * scale
+        fast = _log_softmax(x)
+        assert fast.is_contiguous()
+        assert torch.equal(fast, torch.log_softmax(x, dim=-1))

@@ -366,6 +366,24 @@ def test_threshold_is_chosen_on_the_other_folds_only():
     assert res.accuracies.tolist() == [0.75, 0.75]
 
 
+@pytest.mark.parametrize("n, folds", [(20, 10), (23, 10), (7, 3), (101, 10)])
+def test_folds_are_sklearns_kfold_without_shuffling(n, folds):
+    """verification_folds writes KFold(shuffle=False) out (sklearn's import costs seconds): the same folds, so
+    the same thresholds and accuracies as a fold-by-fold computation on KFold's splits."""
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(n)
+    same = np.arange(n) % 2 == 0
+    a, b = pairs_2d(np.where(same, rng.uniform(0, 90, n), rng.uniform(40, 180, n)))
+    res = S.verification_folds(a, b, same, folds=folds)
+    dist = np.sum((a - b) ** 2, axis=1)
+    for i, (train, test) in enumerate(KFold(n_splits=folds, shuffle=False).split(dist)):
+        right = [np.sum((dist[train] < t) == same[train]) for t in S.LFW_THRESHOLDS]
+        t = S.LFW_THRESHOLDS[int(np.argmax(right))]
+        assert res.thresholds[i] == t
+        assert res.accuracies[i] == np.mean((dist[test] < t) == same[test])
+
+
 def test_verification_errors():
     a, b = pairs_2d([10.0] * 10)
     with pytest.raises(ValueError, match="both same"):

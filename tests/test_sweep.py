@@ -192,13 +192,13 @@ def test_different_maps_train_one_at_a_time_and_the_next_one_waits_its_turn():
     first, second = (S.make_config("fig3", "arcface", "s=8", "m2=0.2", steps) for steps in (40, 41))
     busy, overlap, told = threading.Lock(), [], []
 
-    def advance(trainers, k):
+    def advance(trainers, k, snapshot=True):
         if not busy.acquire(blocking=False):
             overlap.append(k)  # two maps training at the same moment
         else:
             busy.release()
         with busy:
-            return S.one_by_one(trainers, k)
+            return S.one_by_one(trainers, k, snapshot)
 
     threads = [threading.Thread(target=shared.run, args=(cfg,),
                                 kwargs=dict(advance=advance, poll=0.01, progress=lambda f, t: told.append(t)))
@@ -215,7 +215,7 @@ def test_a_failing_map_raises_for_everyone_waiting_and_is_not_kept():
     shared = S.SharedSweeps()
     cfg = S.make_config("fig3", "arcface", "s=8", "m2=0.2", 30)
 
-    def broken(trainers, k):
+    def broken(trainers, k, snapshot=True):
         raise ValueError("broken on purpose")
 
     with pytest.raises(ValueError, match="on purpose"):
