@@ -748,7 +748,7 @@ class SubcentreMarginLoss(MarginLoss):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.long()
-        self.last_nearest = None
+        self.__dict__["last_nearest"] = None  # a plain attribute (nn.Module's __setattr__ is slow per step)
         loss = super().forward(embeddings, labels)
         if self.training:
             self._count_hits(embeddings, labels)
