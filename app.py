@@ -11,7 +11,7 @@ from arcface_viz.fullscale.runs import reconcile_existing
 from arcface_viz.hosted import import_lazy_modules, limit_malloc_arenas, limits
 from arcface_viz.settings import hosted
 from pages._registry import PAGES
-from pages._ui import PRESENT_KEY, framed
+from pages._ui import PRESENT_KEY, framed, serve_many
 
 # Projector mode: everything larger, so the back row can read it.
 PRESENTER_CSS = """
@@ -37,6 +37,7 @@ for path, title, url_path, icon, section in PAGES:
 page = st.navigation(sections)
 if hosted():
     st.cache_resource(limit_malloc_arenas)()  # once per server: fewer idle copies of freed buffers
+    st.cache_resource(serve_many)()  # once per server: cheaper JSON and theme messages on every frame
 if limits().torch_threads:  # hosted: one thread per visitor's training, so visitors share the CPU fairly
     torch.set_num_threads(limits().torch_threads)
 

@@ -84,6 +84,7 @@ class Run:
         self.complete = True  # every frame from 0 still has its snapshots: a new viewer can start at 0
         self.joined = 0  # viewers that ever watched
         self._memo: OrderedDict[Hashable, Any] = OrderedDict()
+        self._drawn: dict[Hashable, int] = {}  # memo key -> the frame it draws
         # frames: the ones so far when the trainers are already past step 0 (a fork)
         self.frames: list[Frame] = list(frames) if frames else [self._frame([t.snapshot() for t in self.trainers])]
         self.batch = batch if batch is not None and batch.admits(self) else None
@@ -150,8 +151,9 @@ class Run:
                 self.frames[i] = replace(self.frames[i], snaps=None, extras=None)
                 self.complete = False
 
-    def memo(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """``build()`` once per key (e.g. a frame's figures), kept for the next :attr:`MEMO_SIZE` keys asked."""
+    def memo(self, key: Hashable, build: Callable[[], Any], frame: int | None = None) -> Any:
+        """``build()`` once per key (e.g. a frame's figures), kept for the next :attr:`MEMO_SIZE` keys asked;
+        ``frame``: the frame it draws, which :meth:`drawn` then lists."""
         with self.lock:
             if key in self._memo:
                 self._memo.move_to_end(key)
@@ -159,9 +161,17 @@ class Run:
         value = build()
         with self.lock:
             self._memo[key] = value
+            if frame is not None:
+                self._drawn[key] = frame
             while len(self._memo) > self.MEMO_SIZE:
-                self._memo.popitem(last=False)
+                old, _ = self._memo.popitem(last=False)
+                self._drawn.pop(old, None)
         return value
+
+    def drawn(self, first: int, last: int) -> list[int]:
+        """Frames from ``first`` to ``last`` whose figures are kept (:meth:`memo` with ``frame``)."""
+        with self.lock:
+            return sorted({f for f in self._drawn.values() if first <= f <= last})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,17 +364,25 @@ class LiveSession:
 
     # --- moving on ----------------------------------------------------------------------------
 
-    def advance(self, k: int, frames: int = 1, train: int | None = None) -> None:
+    def advance(self, k: int, frames: int = 1, train: int | None = None, share: bool = False) -> None:
         """Show ``frames`` frames later, training them (``k`` optimizer steps each) only where nobody has yet,
         and at most ``train`` of them (all by default); stops at the step limit (and pauses).
 
         Skipping several frames lands on a multiple of the largest power of two ≤ ``frames``, so visitors who
-        skip show the same frames, whose figures are then built once (:meth:`Run.memo`)."""
+        skip show the same frames, whose figures are then built once (:meth:`Run.memo`).  ``share`` (a live
+        view of a run others watch too): a visitor behind the run's newest frame moves on instead to the
+        furthest frame up to 2 × ``frames`` ahead whose figures someone has drawn already, so visitors who
+        pressed Train at different moments catch up with each other and then share every frame's figures."""
         train = frames if train is None else train
+        due = frames
         if frames > 1:
             grid = 1 << (frames.bit_length() - 1)
             target = self.cursor + frames
             frames = max(1, target - target % grid - self.cursor)
+        if share and self.cursor < self.run.head:
+            drawn = self.run.drawn(self.cursor + 1, min(self.run.head, self.cursor + 2 * due))
+            if drawn:
+                frames = drawn[-1] - self.cursor
         for _ in range(frames):
             if self.finished:
                 break
@@ -449,6 +467,7 @@ class Pacer:
         self._lock = threading.Lock()
         self._queue: list[threading.Event] = []
         self._busy: list[tuple[float, float]] = []  # (start, end) of recent turns
+        self._asked: tuple[float, float] | None = None  # (when, busy) of the last busy() answer
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -478,11 +497,16 @@ class Pacer:
         return len(self._queue)
 
     def busy(self, now: float | None = None) -> float:
-        """Share of the last ``window`` seconds spent drawing frames (0 … 1)."""
+        """Share of the last ``window`` seconds spent drawing frames (0 … 1); asked within 50 ms of the last
+        time, the same answer (a busy server asks once per frame of every visitor)."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            if self._asked is not None and 0 <= now - self._asked[0] < 0.05:
+                return self._asked[1]
             spent = sum(min(e, now) - max(s, now - self.window) for s, e in self._busy if e > now - self.window)
-        return max(0.0, min(1.0, spent / self.window))
+            share = max(0.0, min(1.0, spent / self.window))
+            self._asked = (now, share)
+        return share
 
     def frames(self, since: float | None, interval: float, now: float | None = None) -> tuple[int, int]:
         """(frames to move on, of which at most this many may be trained) for a visitor who asks for a frame

@@ -110,7 +110,7 @@ def shown_frame(sess: LiveSession, build: Callable[[LiveSession], Any]) -> Any:
     note = sess.note()
     if note:
         st.caption(note)
-    return sess.run.memo((sess.cursor, sess.max_snapshots), lambda: build(sess))
+    return sess.run.memo((sess.cursor, sess.max_snapshots), lambda: build(sess), frame=sess.cursor)
 
 
 def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[LiveSession], None]) -> None:
@@ -123,7 +123,7 @@ def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[L
         return
     with PACER.turn():
         due, train = PACER.frames(sess.shown_at, interval)
-        sess.advance(steps, frames=due, train=train)
+        sess.advance(steps, frames=due, train=train, share=True)
         sess.shown_at = time.monotonic()
         release_memory(min_interval=1.0)
         draw(sess)

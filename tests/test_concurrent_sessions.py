@@ -242,3 +242,33 @@ def test_trainers_built_at_the_same_moment_keep_their_own_seed():
         mixed += [s for s, w in zip(seeds, built, strict=True) if not torch.equal(w, alone[s])]
     assert not mixed, (f"{len(mixed)} of {rounds * len(seeds)} trainers built at the same moment did not get their "
                        f"seed's initial weights (seeds {sorted(set(mixed))})")
+
+
+def test_serve_many_encodes_the_same_figure_and_reads_the_same_theme():
+    """pages._ui.serve_many (hosted servers): orjson for plotly's JSON, the theme config read once; the JSON
+    means the same figure and every config section reads as before."""
+    import json
+
+    import plotly.io as pio
+    from streamlit import config
+
+    from arcface_viz.plots.sphere import snapshot_spec
+    from arcface_viz.plots.style import wire
+    from arcface_viz.training import build_toy_trainer
+    from pages._ui import _Plain, serve_many
+
+    spec = wire(snapshot_spec(build_toy_trainer(seed=0).advance(20), class_names=list("01234567"), title="t"))
+    engine, read = pio.json.config.default_engine, config.get_options_for_section
+    before = pio.to_json(_Plain(spec), validate=False)
+    sections = {s: read(s) for s in ("theme", "theme.sidebar", "server", "client")}
+    try:
+        assert "plotly json engine: orjson" in serve_many()
+        assert serve_many() == ["plotly json engine: orjson"]  # the theme cache is not wrapped twice
+        after = pio.to_json(_Plain(spec), validate=False)
+        assert json.loads(after) == json.loads(before) and pio.json.config.default_engine == "orjson"
+        for _ in range(2):
+            assert {s: config.get_options_for_section(s) for s in sections} == sections
+        config.get_options_for_section("theme")["base"] = "changed"  # a caller's copy, not the cache
+        assert config.get_options_for_section("theme") == sections["theme"]
+    finally:
+        pio.json.config.default_engine, config.get_options_for_section = engine, read

@@ -66,6 +66,31 @@ def test_visitors_sharing_a_run_each_see_the_lone_run_bit_for_bit():
         np.testing.assert_array_equal(sess.curves()["loss"], [w.loss for w in want[:sess.cursor + 1]])
 
 
+def test_a_follower_catches_up_onto_frames_whose_figures_are_drawn_and_still_sees_the_lone_run():
+    """share=True: a visitor behind the run's newest frame moves on to the furthest frame up to 2 × frames
+    ahead that someone has drawn (Run.memo with frame=), so late visitors converge on frames built once."""
+    key = ("test-catch-up", 1)
+    a, b = watch(key, make, {}), watch(key, make, {})
+    for _ in range(9):  # a leads, drawing frames 1…9 as it shows them
+        a.advance(STEPS, share=True)
+        a.run.memo(("figs", a.cursor), lambda: a.cursor, frame=a.cursor)
+    assert a.run.drawn(0, 99) == list(range(1, 10))
+    b.advance(STEPS, frames=1, share=True)  # drawn frames 1 and 2 are within 2 × 1: the furthest
+    assert b.cursor == 2 and b.kept == [0, 1, 2]
+    b.advance(STEPS, frames=3, share=True)  # up to 2 × 3 = 6 frames on: frame 8
+    assert b.cursor == 8 and b.kept == list(range(9))
+    b.advance(STEPS, frames=1)  # without share: exactly one frame
+    assert b.cursor == 9
+    b.advance(STEPS, frames=1, share=True)  # at the newest frame: trains the next one, as before
+    assert b.cursor == 10 and a.run.head == 10
+    want = lone(10)
+    for i in range(11):
+        assert same(b.run.frames[i].snaps[0], want[i]), i
+    for key_ in [("other", i) for i in range(Run.MEMO_SIZE)]:  # figures forgotten: no longer listed as drawn
+        a.run.memo(key_, lambda: None)
+    assert a.run.drawn(0, 99) == []
+
+
 def test_a_visitor_who_changes_a_setting_gets_a_fork_and_the_others_keep_their_run():
     key = ("test-fork", 1)
     a, b = watch(key, make, {}), watch(key, make, {})
