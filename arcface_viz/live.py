@@ -126,9 +126,10 @@ class Run:
 
     @property
     def waited_on(self) -> bool:
-        """A running viewer shows this run's newest frame: it will ask for the next one."""
+        """A running viewer shows this run's newest frame or the one before: it will soon ask for the next one
+        (so a batch trains each run a frame ahead of its viewer, and more runs share each batched step)."""
         with self.lock:
-            return not self.done and any(v.running and v.cursor == self.head for v in list(self.viewers))
+            return not self.done and any(v.running and v.cursor >= self.head - 1 for v in list(self.viewers))
 
     def join(self, viewer: LiveSession) -> bool:
         """Add a viewer at frame 0; False if this run can no longer show frame 1 onwards."""

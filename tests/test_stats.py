@@ -485,3 +485,16 @@ def test_load_embeddings_npz_rejects_bad_files(tmp_path):
     np.savez(tmp_path / "obj.npz", embeddings=np.array([object()]), labels=[0])
     with pytest.raises(ValueError, match="cannot be read"):
         S.load_embeddings_npz(tmp_path / "obj.npz")
+
+
+def test_quantile_is_numpys_linear_quantile_to_the_bit():
+    """stats.quantile (the gap's fast path) against np.quantile: sizes 1…200, ties, both ends, NaN."""
+    rng = np.random.default_rng(7)
+    for trial in range(3000):
+        n = int(rng.integers(1, 200))
+        v = rng.normal(size=n) * rng.choice([1e-3, 1.0, 90.0])
+        if trial % 5 == 0:
+            v = np.round(v, 1)  # ties
+        q = float(rng.choice([0.0, 0.02, 0.5, 0.98, 1.0, rng.uniform()]))
+        assert S.quantile(v, q) == float(np.quantile(v, q)), (n, q)
+    assert np.isnan(S.quantile(np.array([1.0, np.nan]), 0.5))

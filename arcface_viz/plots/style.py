@@ -102,6 +102,9 @@ def default_template() -> dict[str, Any]:
     return _template(pio.templates.default)
 
 
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+
+
 def wire(spec: dict[str, Any]) -> dict[str, Any]:
     """A figure given as a plain dict, as the browser gets it from a go.Figure: numpy arrays as typed arrays,
     the default template in the layout.  Skips plotly's validation of every property, which cost more than
@@ -113,6 +116,8 @@ def wire(spec: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict):  # unset properties left out, as plotly does
             return {k: conv(x) for k, x in v.items() if x is not None and not (k in _ITEM_LISTS and not len(x))}
         if isinstance(v, (list, tuple)):
+            if all(type(x) in _PLAIN for x in v):  # a list of numbers (an outline's x or y): as it is
+                return list(v)
             return [conv(x) for x in v]
         if isinstance(v, np.generic):
             return v.item()
