@@ -7,7 +7,9 @@ of the gap readout drawn under every embedding figure (stats.gap_deg), against o
         elasticface_arc,elasticface_cos  (one comma-separated argument)
 
 ``--losses`` instead measures the toy trainer's steps/s with each loss (lesson defaults, fig3, 2-D) against the
-first one in the same run: rounds of ``--steps`` steps, the losses interleaved round by round, the median per
+first one in the same run (also as the median of per-round ratios, each loss against the first's turn in the
+same round, which the machine's drifting load disturbs least): rounds of ``--steps`` steps, the losses
+interleaved round by round, the median per
 loss and its ratio to the first (issue 14's goal: no loss after ArcFace below 0.8× ArcFace).
 
 Times count optimizer steps only (``Trainer.seconds``), not the accuracy checks between chunks.  Other
@@ -98,10 +100,12 @@ def main() -> None:
               f"{args.steps} steps, interleaved")
         speeds = interleaved_speeds(names, args.steps, 0, args.device, args.rounds)
         ref, ref_best = statistics.median(speeds[names[0]]), max(speeds[names[0]])
-        for name, values in speeds.items():  # best of rounds: the round least disturbed by other load
+        for name, values in speeds.items():  # paired: each round against the reference's turn in that round
             med = statistics.median(values)
+            paired = statistics.median(v / r for v, r in zip(values, speeds[names[0]], strict=True))
             print(f"{name:18s} steps/s median {med:7.0f} (min {min(values):6.0f}, max {max(values):6.0f})   "
-                  f"{med / ref:.2f}x {names[0]} (best of rounds: {max(values) / ref_best:.2f}x)")
+                  f"{med / ref:.2f}x {names[0]}; paired by round {paired:.2f}x; best of rounds "
+                  f"{max(values) / ref_best:.2f}x")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         return
 
