@@ -386,11 +386,9 @@ def quantile(values: np.ndarray, q: float) -> float:
     virtual = (n - 1) * q
     lo = int(np.clip(np.floor(virtual), 0, n - 1))
     hi = min(lo + 1, n - 1)
-    part = np.partition(v, (lo, hi)) if hi != lo else np.partition(v, lo)
+    part = np.partition(v, (lo, hi))
     a, b = part[lo], part[hi]
-    t = virtual - np.floor(virtual) if virtual < n - 1 else 0.0
-    if virtual < 0:
-        t = 0.0
+    t = virtual - np.floor(virtual) if virtual < n - 1 else 0.0  # past the last value: the last value
     d = b - a
     return float(b - d * (1.0 - t) if t >= 0.5 else a + d * t)
 
