@@ -365,9 +365,12 @@ class LiveSession:
 
     # --- moving on ----------------------------------------------------------------------------
 
-    def advance(self, k: int, frames: int = 1, train: int | None = None, share: bool = False) -> None:
+    def advance(self, k: int, frames: int = 1, train: int | None = None, share: bool = False,
+                visit: Callable[[LiveSession, int], None] | None = None) -> None:
         """Show ``frames`` frames later, training them (``k`` optimizer steps each) only where nobody has yet,
-        and at most ``train`` of them (all by default); stops at the step limit (and pauses).
+        and at most ``train`` of them (all by default); stops at the step limit (and pauses).  ``visit(self,
+        left)``: called at each frame the session moves through (``left``: at most that many moves still to come),
+        while the frame's snapshots are certainly kept (a player shows the frames in between too).
 
         Skipping several frames lands on a multiple of the largest power of two ≤ ``frames``, so visitors who
         skip show the same frames, whose figures are then built once (:meth:`Run.memo`).  ``share`` (a live
@@ -384,7 +387,7 @@ class LiveSession:
             drawn = self.run.drawn(self.cursor + 1, min(self.run.head, self.cursor + 2 * due))
             if drawn:
                 frames = drawn[-1] - self.cursor
-        for _ in range(frames):
+        for moved in range(frames):
             if self.finished:
                 break
             if self.cursor == self.run.head:
@@ -398,6 +401,8 @@ class LiveSession:
                 break
             self.cursor = nxt
             self.kept = thin(self.kept, nxt, self.max_snapshots)
+            if visit is not None:
+                visit(self, frames - moved - 1)
         if self.finished:
             self.running = False
 

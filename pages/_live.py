@@ -131,17 +131,18 @@ def live_frame(sess: LiveSession, steps: int, interval: float, draw: Callable[[L
         st.rerun()
 
 
-def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list[str]) -> None:
-    """For the norm-aware losses (MagFace, AdaFace) of a run: each drawn sample at radius ‖x‖, one column per
-    trainer, with the loss's reference norms as rings and the easy/hard readout."""
-    from pages._ui import chart, columns
+NORMS_HEADING = "Feature norms: what the loss treats as easy or hard"
+NORMS_CAPTION = ("Each sample in its direction at radius ‖x‖, its feature norm before normalising: the norm MagFace "
+                 "and AdaFace read. Rings: the norms the loss refers to.")
 
+
+def norm_panels(run: LiveSession, titles: list[str], class_names: list[str]) -> list[tuple[Any, str] | None]:
+    """For the norm-aware losses (MagFace, AdaFace) of a run, per trainer: each drawn sample at radius ‖x‖ with the
+    loss's reference norms as rings, and the easy/hard readout (None for a trainer whose loss reads no norm; an
+    empty list when none does)."""
     aware = [t.loss_fn.info.norms is not None for t in run.trainers]
     if not any(aware):
-        return
-    st.subheader("Feature norms: what the loss treats as easy or hard")
-    st.caption("Each sample in its direction at radius ‖x‖, its feature norm before normalising: the norm MagFace "
-               "and AdaFace read. Rings: the norms the loss refers to.")
+        return []
     snaps = run.frame.snaps
 
     def build(i: int) -> tuple[Any, str]:
@@ -150,24 +151,86 @@ def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list
         return (norm_figure(snap, rings, title=f"{titles[i]}: radius = ‖x‖", class_names=class_names),
                 norm_readout(snap))
 
-    for i, col in enumerate(columns(len(snaps))):
-        if not aware[i]:
-            continue
-        with col:  # built once per frame of the run, for every visitor who shows it
-            settings = tuple(sorted((k, repr(v)) for k, v in run.settings.items()))  # the rings follow l_a, u_a
-            fig, readout = run.run.memo((run.cursor, "norms", i, settings), lambda i=i: build(i))
-            chart(fig, key=f"{page}-norms-{i}")
-            st.caption(readout, unsafe_allow_html=True)
+    settings = tuple(sorted((k, repr(v)) for k, v in run.settings.items()))  # the rings follow l_a, u_a
+    return [run.run.memo((run.cursor, "norms", i, settings), lambda i=i: build(i)) if aware[i] else None
+            for i in range(len(snaps))]  # built once per frame of the run, for every visitor who shows it
 
 
-def state_chart(page: str, run: LiveSession, i: int, title: str) -> None:
-    """Trainer i's running loss state over the steps (AdaFace's μ and σ, CurricularFace's t, AdaCos's s)."""
-    from pages._ui import chart
+def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list[str]) -> None:
+    """:func:`norm_panels` drawn with Streamlit's elements, one column per trainer."""
+    from pages._ui import chart, columns
+
+    panels = norm_panels(run, titles, class_names)
+    if not panels:
+        return
+    st.subheader(NORMS_HEADING)
+    st.caption(NORMS_CAPTION)
+    for i, (col, panel) in enumerate(zip(columns(len(panels)), panels, strict=True)):
+        if panel is not None:
+            with col:
+                chart(panel[0], key=f"{page}-norms-{i}")
+                st.caption(panel[1], unsafe_allow_html=True)
+
+
+def state_fig(run: LiveSession, i: int, title: str) -> Any:
+    """Trainer i's running loss state over the steps (AdaFace's μ and σ, CurricularFace's t, AdaCos's s); None
+    for a loss without state.  Built once per frame of the run, for every visitor."""
 
     def build() -> Any:
         state = run.state_curves(i)
         return state_figure(state.pop("steps"), state, title=f"Running state — {title}") if state else None
 
-    fig = run.run.memo((run.cursor, "state", i), build)  # once per frame of the run, for every visitor
+    return run.run.memo((run.cursor, "state", i), build)
+
+
+def state_chart(page: str, run: LiveSession, i: int, title: str) -> None:
+    """:func:`state_fig` drawn with st.plotly_chart."""
+    from pages._ui import chart
+
+    fig = state_fig(run, i, title)
     if fig is not None:
         chart(fig, key=f"{page}-state-{i}")
+
+
+Rows = list[list[list[dict[str, Any]]]]  # rows of columns of player items (pages/_player.py)
+
+
+def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callable[[LiveSession], Rows],
+         max_play: int = 8) -> None:
+    """One frame of the live fragment through the player (pages/_player.py): a running session moves on in its
+    turn (see :func:`live_frame`) and sends every frame it moved through (the last ``max_play`` of them), which
+    the browser plays one ``interval`` apart; a paused one sends the frame on screen.  ``rows(view)``: the
+    player's rows for the frame a view of the run shows, built once per frame of the run for every visitor who
+    shows it."""
+    from arcface_viz.plots.style import presenter_spec
+    from pages._player import encode, player
+    from pages._ui import presenter_on
+
+    big = presenter_on()
+
+    def payload(view: LiveSession) -> str:
+        def build() -> str:
+            made = rows(view)
+            if big:
+                made = [[[{**i, "fig": presenter_spec(i["fig"])} if "fig" in i else i for i in col] for col in row]
+                        for row in made]
+            return encode(view.cursor, made)
+
+        return view.run.memo((view.cursor, view.max_snapshots, "player", big), build, frame=view.cursor)
+
+    running = sess.running
+    frames: list[str] = []
+    if running:
+        with PACER.turn():
+            due, train = PACER.frames(sess.shown_at, interval)
+            sess.advance(steps, frames=due, train=train, share=True,
+                         visit=lambda view, left: frames.append(payload(view)) if left < max_play else None)
+            sess.shown_at = time.monotonic()
+            release_memory(min_interval=1.0)
+    note = sess.note()
+    if note:
+        st.caption(note)
+    player(frames or [payload(sess)], key=f"{page}-player", run=f"{id(sess.run):x}", playing=sess.running,
+           interval=interval)
+    if running and not sess.running:
+        st.rerun()

@@ -19,8 +19,8 @@ from arcface_viz.plots.sphere import (
 from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, live_frame, norm_views, shown_frame, state_chart
-from pages._ui import chart, columns, controls, page_state, sync_url
+from pages._live import NORMS_CAPTION, NORMS_HEADING, get_or_build, live_buttons, norm_panels, play, state_fig
+from pages._ui import controls, page_state, sync_url
 
 PAGE = "toy-training"
 TICK_SECONDS = 0.15
@@ -78,9 +78,10 @@ if run is None:
 live_buttons(PAGE, run, values["steps_per_frame"])
 
 
-def figures(run: LiveSession) -> dict:
-    """The frame on screen as status lines and figures in the browser's form: built once per frame of a run,
-    for every visitor who shows it."""
+def rows(run: LiveSession) -> list:
+    """The frame a view of the run shows, as the player's rows (pages/_player.py): status lines, then per trainer
+    its embeddings with the gap readout, the feature norms for a norm-aware loss, and θ_yi, curves and loss
+    state.  Built once per frame of a run, for every visitor who shows it."""
     snaps, regions = run.frame.snaps, run.frame.extras
     titles = [LOSSES[t.loss_fn.name].label for t in run.trainers]
     names = [str(c) for c in range(run.trainers[0].loss_fn.num_classes)]
@@ -100,35 +101,26 @@ def figures(run: LiveSession) -> dict:
         what = "class weights" if run.trainers[0].loss_fn.info.head == "linear" else "class centres"
         emb = [snapshot_spec(snaps[0], class_names=names, title=f"{titles[0]}: embeddings and {what} W_j",
                              regions=regions[0], centres_label=rays[0])]
-    theta = [theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")
-             for hist, title in zip(run.history, titles, strict=True)]
-    curves = [curves_spec(**run.curves(i)) for i in range(len(snaps))]
-    noisy = [noisy_readout(snap.noisy) if snap.subcentres is not None else None for snap in snaps]
-    return {"status": status, "emb": [wire(f) for f in emb], "gaps": [gap_readout(snap) for snap in snaps],
-            "noisy": noisy, "titles": titles, "theta": [wire(f) for f in theta], "curves": [wire(f) for f in curves]}
-
-
-def draw(run: LiveSession) -> None:
-    shown = shown_frame(run, figures)
-    for col, status in zip(columns(len(shown["status"])), shown["status"], strict=True):
-        col.markdown(status)
-    emb = shown["emb"]
-    for col, fig, gap, noisy, i in zip(columns(len(emb)), emb, shown["gaps"], shown["noisy"], range(len(emb)),
-                                       strict=True):
-        with col:
-            chart(fig, key=f"{PAGE}-emb-{i}")
-            st.caption(gap, help=GAP_HELP)
-            if noisy:
-                st.caption(noisy, unsafe_allow_html=True)
-    names = [str(c) for c in range(run.trainers[0].loss_fn.num_classes)]
-    norm_views(PAGE, run, shown["titles"], names)
-    cols = columns(len(shown["theta"]))
-    for col, theta, curves, title, i in zip(cols, shown["theta"], shown["curves"], shown["titles"], range(len(cols)),
-                                            strict=True):
-        with col:
-            chart(theta, key=f"{PAGE}-theta-{i}")
-            chart(curves, key=f"{PAGE}-curves-{i}")
-            state_chart(PAGE, run, i, title)
+    out = [[[{"md": line}] for line in status]]
+    out.append([[{"fig": wire(fig), "key": f"emb-{i}"}, {"caption": gap_readout(snap), "help": GAP_HELP},
+                 *([{"html": noisy_readout(snap.noisy)}] if snap.subcentres is not None else [])]
+                for i, (fig, snap) in enumerate(zip(emb, snaps, strict=True))])
+    norms = norm_panels(run, titles, names)
+    if norms:
+        out.append([[{"heading": NORMS_HEADING}, {"caption": NORMS_CAPTION}]])
+        out.append([[{"fig": wire(p[0].to_dict()), "key": f"norms-{i}"}, {"html": p[1]}] if p else []
+                    for i, p in enumerate(norms)])
+    lower = []
+    for i, (hist, title) in enumerate(zip(run.history, titles, strict=True)):
+        col = [{"fig": wire(theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")),
+                "key": f"theta-{i}"},
+               {"fig": wire(curves_spec(**run.curves(i))), "key": f"curves-{i}"}]
+        state = state_fig(run, i, title)
+        if state is not None:
+            col.append({"fig": wire(state.to_dict()), "key": f"state-{i}"})
+        lower.append(col)
+    out.append(lower)
+    return out
 
 
 def export_animation(run: LiveSession) -> None:
@@ -151,7 +143,7 @@ export_animation(run)
 
 @st.fragment(run_every=TICK_SECONDS if run.running else None)
 def live() -> None:
-    live_frame(run, values["steps_per_frame"], TICK_SECONDS, draw)
+    play(PAGE, run, values["steps_per_frame"], TICK_SECONDS, rows)
 
 
 live()
