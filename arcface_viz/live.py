@@ -20,6 +20,7 @@ outside every viewer's thinned history, :func:`thin`); the scalars behind the cu
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import weakref
@@ -58,6 +59,9 @@ class Frame:
         return int(self.summaries[0]["step"])
 
 
+_TOKENS = itertools.count(1)
+
+
 class Run:
     """Trainers advanced together one frame at a time; every frame kept for whoever views the run.
 
@@ -79,6 +83,7 @@ class Run:
         self.extras = extras
         self.factory = factory
         self.key: Hashable | None = None  # set while the run is shared under its settings (see shared_run)
+        self.token = next(_TOKENS)  # no other run of this process has it (an id() can be reused)
         self.lock = threading.RLock()
         self.viewers: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self.complete = True  # every frame from 0 still has its snapshots: a new viewer can start at 0

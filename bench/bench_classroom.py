@@ -5,8 +5,11 @@ Starts a hosted server (``ARCFACE_VIZ_HOSTED=1 streamlit run app.py``, or K of t
 protocol as the browser does: fetch the page, open ``/_stcore/stream``, ask for the first run with the link's
 query string, click Train (a trigger value for the button's widget id), and from then on send the fragment
 reruns that the ``run_every`` timer sends: every interval, whether or not the last one is still running, with
-the hashes of the messages it holds (the server answers a cached message with its hash).  The status line each
-frame carries (``<Loss> — step N · loss … · train …% · test …%``) is what the visitor sees.
+the hashes of the messages it holds (the server answers a cached message with its hash).  The live area is one
+player component (pages/_player.py): each rerun brings the frames the visitor has not seen, and the browser
+shows them one interval apart by the rules :class:`Playback` applies here, so a frame counts as an update at the
+moment the player would put it on screen; its status line (``<Loss> — step N · loss … · train …% · test …%``)
+is what the visitor sees.  Each visitor also fetches the player's files once, as its iframe does.
 
 Per visitor it prints the page load (request to the first full run finished), the time from Train to the first
 frame that moved, updates/s and steps/s while its run trains, the time from Train to 99 % test accuracy, and
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import resource
@@ -52,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOY_LINK = "toy_training?dataset=fig3&dim=2&loss=arcface"
 # The status line the live pages draw above their figures (toy: "… · test 99.2% · …", MNIST: "… · test 97.0% on …").
 STATUS = re.compile(r"^\*\*(?P<loss>[^*]+)\*\* — step (?P<step>[\d,]+) · .*?· test (?P<test>[\d.]+)%")
+STATUS_TEXT = re.compile(STATUS.pattern.replace(r"\*\*(?P<loss>[^*]+)\*\*", "(?P<loss>.+?)"))  # as rendered
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 FINISHED, EARLY, FRAGMENT_DONE = 0, 2, 3  # ForwardMsg.ScriptFinishedStatus
 
@@ -92,6 +97,65 @@ class Result:
         return len(moved) / span, moved[-1].step / span, max(b - a for a, b in zip(times, times[1:], strict=False))
 
 
+def status_of(frame: dict) -> re.Match | None:
+    """The status line of a player frame (pages/_player.py): its first markdown item."""
+    for row in frame.get("rows", []):
+        for col in row:
+            for item in col:
+                if "md" in item:
+                    return STATUS.match(item["md"])
+    return None
+
+
+class Playback:
+    """When the live frames player (pages/player/index.html) shows each frame it gets, by the same rules: frames
+    of another run start afresh; paused, the last frame at once; playing, new frames (higher ``n``) join the queue
+    (the oldest dropped past ``max_queue``) and one is shown every ``interval``, the first at once when none is
+    playing.  ``show(frame)`` is called at each."""
+
+    def __init__(self, show) -> None:  # noqa: ANN001
+        self.show = show
+        self.run: str | None = None
+        self.last = float("-inf")
+        self.queue: list[dict] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.interval = 0.15
+
+    def render(self, args: dict) -> None:
+        frames = json.loads(args.get("frames") or "[]")
+        self.interval = args.get("interval") or 0.15
+        if args.get("run") != self.run:
+            self.run, self.last, self.queue = args.get("run"), float("-inf"), []
+        if not args.get("playing"):
+            self.queue = []
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if frames:
+                self.last = max(self.last, frames[-1]["n"])
+                self.show(frames[-1])
+            return
+        for frame in frames:
+            if frame["n"] > self.last:
+                self.queue.append(frame)
+                self.last = frame["n"]
+        cap = max(1, args.get("max_queue") or 12)
+        del self.queue[:max(0, len(self.queue) - cap)]
+        if self.timer is None:
+            self._tick()
+
+    def _tick(self) -> None:
+        if not self.queue:
+            self.timer = None
+            return
+        self.show(self.queue.pop(0))
+        self.timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
 class Visitor:
     """One browser tab, as Streamlit's frontend behaves (see the module docstring)."""
 
@@ -109,6 +173,8 @@ class Visitor:
         self.ws = None
         self.closing = False
         self.last_step: int | None = None
+        self.players: dict[str, Playback] = {}  # component id -> its player's schedule
+        self.assets: set[str] = set()  # component folders fetched (as the iframe loads them, once per tab)
 
     # --- the page and its socket -------------------------------------------------------------
 
@@ -229,6 +295,13 @@ class Visitor:
             m = STATUS.match(el.markdown.body)
             if m:
                 self._frame(int(m["step"].replace(",", "")), float(m["test"]))
+        elif kind == "component_instance":
+            comp = el.component_instance
+            if comp.component_name not in self.assets:
+                self.assets.add(comp.component_name)
+                asyncio.get_running_loop().run_in_executor(None, self._fetch_assets, comp.component_name)
+            player = self.players.setdefault(comp.id, Playback(self._shown))
+            player.render(json.loads(comp.json_args))
         elif kind == "button":
             self.buttons[el.button.id.rsplit(":", 1)[-1]] = el.button.id
         elif kind == "exception":
@@ -236,6 +309,21 @@ class Visitor:
             self._error(f"{el.exception.type}: {el.exception.message[:120]} ({ours[-1] if ours else '?'})")
         elif kind == "alert" and el.alert.format == 1:  # Alert.ERROR
             self._error(f"error box: {el.alert.body[:200]}")
+
+    def _shown(self, frame: dict) -> None:
+        m = status_of(frame)
+        if m:
+            self._frame(int(m["step"].replace(",", "")), float(m["test"]))
+
+    def _fetch_assets(self, name: str) -> None:
+        """What the player's iframe loads from the server (the browser caches it for the rest of the visit)."""
+        for file in ("index.html", "plotly.min.js.gz", "template.json"):
+            req = urllib.request.Request(f"{self.base}/component/{name}/{file}", headers={"Accept-Encoding": "gzip"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    resp.read()
+            except Exception as exc:  # noqa: BLE001 - a file the browser cannot load is an error in the table
+                self._error(f"component file {file}: {exc}")
 
     def _frame(self, step: int, test: float) -> None:
         if self.result.clicked is None or step == self.last_step:
@@ -258,6 +346,8 @@ class Visitor:
 
     async def close(self) -> None:
         self.closing = True
+        for player in self.players.values():
+            player.stop()
         for task in self.timers.values():
             task.cancel()
         if self.ws is not None:
@@ -425,21 +515,11 @@ def run_class(args, n: int, processes: int, title: str) -> dict[str, float]:
 
 
 def browser_visitor(base: str, link: str, train_seconds: float) -> tuple[Result, int]:
-    """One Chromium tab: load, click Train; the frames its websocket received (the status line each carried, as
-    the protocol client reads them) and how many of them it showed (the status line on screen, read every
-    50 ms)."""
+    """One Chromium tab: load, click Train; the frames its player showed (``window.playerLog`` in the player's
+    iframe: frame, time, status line) and how many distinct status lines were on screen when read every 50 ms."""
     from playwright.sync_api import sync_playwright
 
     res, shown = Result("chromium"), set()
-
-    def received(payload: bytes | str) -> None:
-        msg = ForwardMsg()
-        msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode("latin-1"))
-        if msg.WhichOneof("type") == "delta" and msg.delta.new_element.WhichOneof("type") == "markdown":
-            m = STATUS.match(msg.delta.new_element.markdown.body)
-            step = int(m["step"].replace(",", "")) if m else None
-            if m and res.clicked is not None and (not res.frames or res.frames[-1].step != step):
-                res.frames.append(Frame(time.monotonic() - res.clicked, step, float(m["test"])))
 
     def sent(payload: bytes | str) -> None:
         msg = BackMsg()
@@ -450,7 +530,7 @@ def browser_visitor(base: str, link: str, train_seconds: float) -> tuple[Result,
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("websocket", lambda ws: (ws.on("framereceived", received), ws.on("framesent", sent)))
+        page.on("websocket", lambda ws: ws.on("framesent", sent))
         t0 = time.monotonic()
         page.goto(f"{base}/{link}")
         key = link.partition("?")[0].strip("/").replace("_", "-")  # the page's widget-key prefix (toy-training)
@@ -459,16 +539,22 @@ def browser_visitor(base: str, link: str, train_seconds: float) -> tuple[Result,
         page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
                                ".getAttribute('data-test-script-state') === 'notRunning'", timeout=120_000)
         res.load_s = time.monotonic() - t0
+        player = next(f for f in page.frames if "/component/" in f.url)
+        player.wait_for_function("() => window.playerLog && window.playerLog.length > 0", timeout=120_000)
         res.sent = 0
         res.clicked = time.monotonic()
+        p0 = player.evaluate("performance.now()")
         train.click()
         while time.monotonic() - res.clicked < train_seconds + 0.5:
-            for text in page.locator('[data-testid="stMarkdownContainer"]').all_inner_texts():
-                m = re.match(r"^.+? — step (?P<step>[\d,]+) · ", text)
-                if m:
-                    shown.add(int(m["step"].replace(",", "")))
-                    break
+            m = STATUS_TEXT.match(player.evaluate("(document.querySelector('.md') || {}).textContent || ''"))
+            if m:
+                shown.add(int(m["step"].replace(",", "")))
             page.wait_for_timeout(50)
+        for _n, t, text in player.evaluate("window.playerLog"):
+            m = STATUS_TEXT.match(text)
+            step = int(m["step"].replace(",", "")) if m else None
+            if m and t >= p0 and (not res.frames or res.frames[-1].step != step):
+                res.frames.append(Frame((t - p0) / 1000, step, float(m["test"])))
         browser.close()
     return res, len(shown)
 
@@ -498,9 +584,10 @@ def validate(args) -> None:
           f"{'to 99% s':>8s} {'server CPU ms/update':>20s}")
     for r in rows:
         print(f"{r[0]:9s} {r[1]:7.2f} {r[2]:14.2f} {r[3]:9.2f} {r[4]:>8s} {r[5]:8.1f} {r[6]:8.2f} {r[7]:20.1f}")
-    print("updates/s: frames the socket received; shown/s: status lines Chromium drew (the protocol client draws\n"
-          "nothing).  Chromium's load includes the app's JavaScript, which the protocol client does not fetch; on\n"
-          "a machine it shares with the server, its drawing also takes CPU from the server.")
+    print("updates/s: frames the player showed (Chromium: its own log; the protocol client: the player's rules\n"
+          "applied to the frames received); shown/s: status lines seen on screen when read every 50 ms.\n"
+          "Chromium's load includes the app's JavaScript, which the protocol client does not fetch; on a machine\n"
+          "it shares with the server, its drawing also takes CPU from the server.")
 
 
 def main() -> None:

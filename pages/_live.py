@@ -203,7 +203,7 @@ def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callab
     player's rows for the frame a view of the run shows, built once per frame of the run for every visitor who
     shows it."""
     from arcface_viz.plots.style import presenter_spec
-    from pages._player import encode, player
+    from pages._player import delivered, encode, player, track_delivery, wait_delivered
     from pages._ui import presenter_on
 
     big = presenter_on()
@@ -218,19 +218,31 @@ def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callab
 
         return view.run.memo((view.cursor, view.max_snapshots, "player", big), build, frame=view.cursor)
 
+    track_delivery()
     running = sess.running
-    frames: list[str] = []
+    recent: list[tuple[int, str]] = st.session_state.setdefault(f"_recent:{page}", [])  # (frame, payload)
     if running:
         with PACER.turn():
             due, train = PACER.frames(sess.shown_at, interval)
             sess.advance(steps, frames=due, train=train, share=True,
-                         visit=lambda view, left: frames.append(payload(view)) if left < max_play else None)
+                         visit=lambda view, left: recent.append((view.cursor, payload(view)))
+                         if left < max_play else None)
             sess.shown_at = time.monotonic()
             release_memory(min_interval=1.0)
     note = sess.note()
     if note:
         st.caption(note)
-    player(frames or [payload(sess)], key=f"{page}-player", run=f"{id(sess.run):x}", playing=sess.running,
-           interval=interval)
+    # every frame moved through after the newest one this browser got (see track_delivery), the last max_play
+    run = f"{sess.run.token:x}"
+    got = delivered(run)
+    recent[:] = [(n, p) for n, p in recent[-max_play:] if got is None or n > got]
+    if running and recent:
+        upto, frames = recent[-1][0], [p for _, p in recent]
+    else:
+        upto, frames = sess.cursor, [payload(sess)]
+    player(frames, key=f"{page}-player", run=run, upto=upto, playing=sess.running, interval=interval)
+    wait_delivered(run, upto)
+    if got is None:  # no server to tell what was delivered: what is sent counts as delivered
+        recent.clear()
     if running and not sess.running:
         st.rerun()

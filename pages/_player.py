@@ -21,8 +21,10 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -140,10 +142,82 @@ def encode(n: int, rows: Sequence[Sequence[Sequence[dict[str, Any]]]]) -> str:
     return orjson.dumps({"n": n, "rows": rows}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def player(frames: Sequence[str], *, key: str, run: str, playing: bool, interval: float,
+def player(frames: Sequence[str], *, key: str, run: str, upto: int, playing: bool, interval: float,
            max_queue: int = 12) -> None:
     """Show ``frames`` (from :func:`encode`, oldest first): while ``playing``, after the frames the browser still
     has queued, one every ``interval`` seconds (at most ``max_queue`` waiting: older ones are skipped); when not
-    playing, the last one at once.  ``run``: the run the frames belong to (another run's frames start afresh)."""
-    _component()(frames="[" + ",".join(frames) + "]", run=run, playing=playing, interval=interval,
+    playing, the last one at once.  ``run``: the run the frames belong to (another run's frames start afresh);
+    ``upto``: the newest frame's index (what :func:`track_delivery` reads: it comes first in the arguments)."""
+    _component()(upto=upto, run=run, frames="[" + ",".join(frames) + "]", playing=playing, interval=interval,
                  max_queue=max_queue, key=key, default=None)
+
+
+_UPTO = re.compile(r'^\{"upto": (-?\d+), "run": "([0-9a-f]+)"')
+
+
+def track_delivery() -> None:
+    """Once per server: note, for each session, the newest player frame of each run that has left for the browser.
+
+    Why: when the next rerun of a fragment starts, Streamlit drops the fragment's messages it has not yet sent
+    (they would be out of date).  A busy server's event loop sends late while reruns queue up behind each other,
+    so frames the server moved past never reached the browser (bench/bench_classroom.py saw half of a class's
+    frames go).  The player's frames are not out of date: each one is shown.  So a run sends every frame after
+    the newest one delivered (:func:`delivered`), and the player skips the frames it already has."""
+    from streamlit.runtime.app_session import AppSession
+
+    flush = AppSession.flush_browser_queue
+    if getattr(flush, "tracks_player", False):
+        return
+
+    def tracked(self: Any) -> list[Any]:
+        msgs = flush(self)
+        for msg in msgs:
+            if msg.WhichOneof("type") == "delta" and msg.delta.WhichOneof("type") == "new_element" \
+                    and msg.delta.new_element.WhichOneof("type") == "component_instance":
+                m = _UPTO.match(msg.delta.new_element.component_instance.json_args)
+                if m:
+                    seen = self.__dict__.setdefault("player_delivered", {})
+                    seen[m[2]] = max(seen.get(m[2], -1), int(m[1]))
+                    cv = self.__dict__.get("player_cv")
+                    if cv is not None:
+                        with cv:
+                            cv.notify_all()
+        return msgs
+
+    tracked.tracks_player = True  # type: ignore[attr-defined]
+    AppSession.flush_browser_queue = tracked
+
+
+def _session() -> Any:
+    """This script run's AppSession (None outside a server: AppTest, or if Streamlit's internals moved, which
+    tests/test_player.py notices)."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+        if ctx is None or not Runtime.exists():
+            return None
+        info = Runtime.instance()._session_mgr.get_active_session_info(ctx.session_id)  # noqa: SLF001
+        return None if info is None else info.session
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def delivered(run: str) -> int | None:
+    """The newest frame of ``run`` that has left this session for its browser (-1: none yet); None where nothing
+    is tracked (no server: AppTest), where every frame sent counts as delivered."""
+    session = _session()
+    return None if session is None else session.__dict__.get("player_delivered", {}).get(run, -1)
+
+
+def wait_delivered(run: str, upto: int, timeout: float = 0.5) -> None:
+    """Hold this run (asleep, at most ``timeout`` s) until frame ``upto`` of ``run`` has left for the browser: the
+    next rerun of the fragment cannot start before, so it cannot drop it (see :func:`track_delivery`).  A server
+    whose event loop sends late thereby also slows its reruns down to what it sends."""
+    session = _session()
+    if session is None:
+        return
+    cv = session.__dict__.setdefault("player_cv", threading.Condition())
+    with cv:
+        cv.wait_for(lambda: session.__dict__.get("player_delivered", {}).get(run, -1) >= upto, timeout)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from app_helpers import button, charts, open_page
+from app_helpers import button, open_page, player_figures, player_status
 from streamlit import config
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
@@ -63,7 +63,8 @@ VISITORS = [
 
 
 def headers(at) -> list[str]:
-    return [m.value for m in at.markdown if " — step " in m.value and " · loss " in m.value]
+    """The status lines of the frame the page's player shows."""
+    return [m for m in player_status(at) if " — step " in m and " · loss " in m]
 
 
 def visit(v: Visitor):
@@ -108,7 +109,7 @@ def run_together(fns: list[Callable[[], Any]], timeout: float = 600) -> list[Any
 
 def embedding_points(at) -> list[np.ndarray]:
     """The points of every embedding figure (the first figure of each trained model), one array per class."""
-    figs = charts(at)
+    figs = player_figures(at)
     n = len(headers(at))
     out = []
     for fig in figs[:n]:
@@ -182,7 +183,7 @@ def test_each_session_shows_its_own_loss_data_and_steps(together, i):
     assert [t.loss_fn.num_classes for t in sess.trainers] == [classes] * len(labels)
     assert [t.data.name for t in sess.trainers] == [v.query["dataset"]] * len(labels)
     # the figure is this visitor's: its loss in the title, its dimension
-    fig = charts(at)[len(labels) - 1]
+    fig = player_figures(at)[len(labels) - 1]
     assert labels[-1] in fig["layout"]["title"]["text"]
     kinds = {t["type"] for t in fig["data"]}
     assert ("scatter3d" in kinds) == (v.query.get("dim") == "3"), kinds

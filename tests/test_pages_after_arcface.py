@@ -5,7 +5,7 @@ other loss."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import button, charts, open_page
+from app_helpers import button, charts, open_page, player_figures, player_texts
 
 from arcface_viz.losses import AFTER_ARCFACE, LOSSES
 
@@ -20,14 +20,19 @@ def _text(at) -> str:
     return "\n".join(m.value for m in [*at.markdown, *at.caption])
 
 
+def _toy_text(at) -> str:
+    """The texts of the frame the toy page's player shows: status lines, headings, captions, readouts."""
+    return "\n".join(player_texts(at))
+
+
 @pytest.mark.parametrize("loss", AFTER_ARCFACE)
 def test_toy_lesson_trains_every_new_loss(loss):
     at = open_page(TOY, {"loss": loss, "dataset": "blobs", "samples": "60"})
     button(at, "Step").click().run()
     assert not at.exception, at.exception
-    text = _text(at)
+    text = _toy_text(at)
     assert f"**{LOSSES[loss].label}** — step 20 " in text
-    figs = charts(at)
+    figs = player_figures(at)
     info = LOSSES[loss]
     if info.norms is not None:  # MagFace, AdaFace: radius = ‖x‖
         norm = [f for f in figs if "radius = ‖x‖" in str(f["layout"].get("title", ""))]
@@ -47,9 +52,9 @@ def test_toy_compare_mode_with_two_new_losses():
                          "dataset": "blobs"})
     button(at, "Step").click().run()
     assert not at.exception
-    text = _text(at)
+    text = _toy_text(at)
     assert "**Sub-center ArcFace** — step 20 " in text and "**MagFace** — step 20 " in text
-    titles = [str(f["layout"].get("title", "")) for f in charts(at)]
+    titles = [str(f["layout"].get("title", "")) for f in player_figures(at)]
     assert sum("radius = ‖x‖" in t for t in titles) == 1  # only MagFace reads the norm
 
 

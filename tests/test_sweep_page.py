@@ -1,6 +1,6 @@
 """AppTest runs of the 'Which s and m?' page: train a map, read it, open a cell's run in its lesson."""
 
-from app_helpers import button, charts, open_page, widget
+from app_helpers import button, charts, open_page, player_status, widget
 
 from arcface_viz import sweep as S
 
@@ -37,7 +37,7 @@ def test_train_a_small_map_then_open_a_cell_in_the_toy_lesson():
     q = {k: at.query_params[k] for k in ("dataset", "loss", "s", "m2", "seed", "classes")}
     assert q == {"dataset": "fig3", "loss": "arcface", "s": "64.0", "m2": "0.8", "seed": "0", "classes": "8"}, q
     assert widget(at, "scale s").value == 64.0 and widget(at, "m2 (additive angle, rad)").value == 0.8
-    assert any(m.value.startswith("**ArcFace** — step 0") for m in at.markdown)
+    assert any(m.startswith("**ArcFace** — step 0") for m in player_status(at))
 
 
 def test_a_map_someone_trained_is_shown_at_once_to_the_next_visitor():

@@ -1,7 +1,7 @@
 """AppTest runs of the live toy-training page and the LiveSession behind it."""
 
 import pytest
-from app_helpers import button, charts, open_page, widget
+from app_helpers import button, open_page, player_figures, player_keys, player_status, player_texts, widget
 
 from arcface_viz.live import LiveSession
 from arcface_viz.params import TOY_SPEC
@@ -12,29 +12,31 @@ PAGE = "pages/toy_training.py"
 
 def embedding_points(at, i=0):
     """All point coordinates of the i-th embedding figure (class traces only)."""
-    fig = charts(at)[i]
+    fig = player_figures(at)[i]
     return [(t.get("x"), t.get("y")) for t in fig["data"] if t.get("mode") == "markers"]
 
 
 def header(at):
-    return [m.value for m in at.markdown if "step" in m.value and "loss" in m.value]
+    """The status lines of the frame the player shows."""
+    return [m for m in player_status(at) if "step" in m and "loss" in m]
 
 
 def test_defaults_render_three_figures():
     at = open_page(PAGE)
-    assert len(charts(at)) == 3  # embeddings, θ histogram, curves
+    assert len(player_figures(at)) == 3  # embeddings, θ histogram, curves
+    assert player_keys(at) == ["emb-0", "theta-0", "curves-0"]
     assert header(at)[0].startswith("**ArcFace** — step 0")
 
 
 def test_step_trains_and_changes_the_figure():
     at = open_page(PAGE)
-    before = charts(at)[0]["data"]
+    before = player_figures(at)[0]["data"]
     button(at, "Step").click().run()
     assert not at.exception
     assert "step 20 " in header(at)[0]
-    assert charts(at)[0]["data"] != before
+    assert player_figures(at)[0]["data"] != before
     # the θ histogram now has start and now
-    names = [t.get("name", "") for t in charts(at)[1]["data"]]
+    names = [t.get("name", "") for t in player_figures(at)[1]["data"]]
     assert any("start" in n for n in names) and any("now" in n for n in names)
 
 
@@ -74,13 +76,13 @@ def test_compare_mode_draws_two_losses_side_by_side():
     at = open_page(PAGE, {"compare": "true"})
     heads = header(at)
     assert len(heads) == 2 and heads[0].startswith("**Softmax**") and heads[1].startswith("**ArcFace**")
-    assert len(charts(at)) == 6
-    assert charts(at)[0]["data"][0]["type"] == "scatter"  # 2-D
+    assert len(player_figures(at)) == 6
+    assert player_figures(at)[0]["data"][0]["type"] == "scatter"  # 2-D
     button(at, "Step").click().run()
     assert all("step 20 " in h for h in header(at))
-    gaps = [c.value for c in at.caption if c.value.startswith("Gap between the closest identities")]
+    gaps = [c for c in player_texts(at) if c.startswith("Gap between the closest identities")]
     assert len(gaps) == 2
-    legend = {t.get("name") for t in charts(at)[0]["data"]}
+    legend = {t.get("name") for t in player_figures(at)[0]["data"]}
     assert "class weights W<sub>j</sub> (with bias)" in legend  # Softmax's W_j work with a bias: not centres
     widget(at, "second loss").set_value("norm_softmax").run()  # Norm-Softmax one click away
     assert any("Reset" in i.value for i in at.info)
@@ -88,7 +90,7 @@ def test_compare_mode_draws_two_losses_side_by_side():
 
 def test_three_d_and_link_state():
     at = open_page(PAGE, {"dim": "3", "loss": "cosface", "m3": "0.1", "dataset": "sphere", "classes": "5"})
-    fig = charts(at)[0]
+    fig = player_figures(at)[0]
     assert any(t["type"] == "scatter3d" for t in fig["data"])
     assert widget(at, "m3 (additive cosine)").value == pytest.approx(0.1)
 

@@ -30,6 +30,13 @@ What they rely on in Streamlit 1.67's frontend (found by inspecting a served pag
   ``stSidebarNavViewButton`` ("View N more") past ten pages.  An unknown URL path opens a dialog
   (``stDialog``, ``role="dialog"``) titled "Page not found" and runs the default page.
 - ``st.title`` / ``st.header`` render ``h1`` / ``h2`` inside ``[data-testid="stHeading"]``.
+- A components-v1 custom component is an ``<iframe data-testid="stCustomComponentV1">`` served from the same
+  origin (``/component/<module>.<name>/index.html``), so its ``contentDocument`` is readable.  The toy page's live
+  area is one such component, the player (pages/player/index.html): ``[data-testid="playerRoot"]`` holds ``.row`` >
+  ``.col`` > items (status lines ``div.md``, captions ``div.caption``, headings ``div.heading``, figures
+  ``div.plot``, each a plotly.js graph div with ``data-key`` "emb-0", "theta-0", …), ``body.dataset.frame`` is the
+  frame on screen and ``window.playerLog`` lists [frame n, performance.now(), …] of every frame shown.  The chart
+  and text helpers below read the charts and markdown of such iframes as if they stood at the iframe's place.
 - The page scrolls inside ``[data-testid="stMain"]``, not the document, so Playwright's
   ``full_page=True`` alone captures only the viewport; :func:`screenshot` grows the viewport instead.
 """
@@ -46,7 +53,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Frame, Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -92,8 +99,53 @@ _RUN_TRACKER_JS = """
 })();
 """
 
-_IDLE_JS = """
+# The plotly graph divs under ``scope`` (a CSS selector in the main document; null: the whole document), in
+# document order, with each same-origin iframe standing for the graphs of its own document (recursively); an
+# iframe whose document cannot be read (another origin) is skipped.  Pasted into the snippets below.
+_ALL_PLOTS_JS = """
+const allPlots = (scope) => {
+  const out = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('.js-plotly-plot, iframe')) {
+      if (el.tagName !== 'IFRAME') {
+        out.push(el);
+        continue;
+      }
+      let doc = null;
+      try { doc = el.contentDocument; } catch (e) { doc = null; }
+      if (doc) walk(doc);
+    }
+  };
+  const root = scope ? document.querySelector(scope) : document;
+  if (root) walk(root);
+  return out;
+};
+"""
+
+# Whether every custom-component iframe has loaded its document and, for the live player, shown a frame with
+# every figure drawn (or said that its figures failed to load): true when there is none.
+_FRAMES_READY_JS = """
+const framesReady = () => [...document.querySelectorAll('iframe[data-testid="stCustomComponentV1"]')].every(f => {
+  let doc = null;
+  try { doc = f.contentDocument; } catch (e) { return true; }  // another origin: nothing to wait for
+  if (!doc) return true;
+  if (doc.URL === 'about:blank' || doc.readyState !== 'complete') return false;
+  if (!doc.querySelector('[data-testid="playerRoot"]')) return true;
+  if (doc.getElementById('failed')) return true;  // error_texts reports it
+  return doc.body.dataset.frame !== undefined
+    && [...doc.querySelectorAll('[data-testid="playerRoot"] .plot')].every(gd => Array.isArray(gd.data));
+});
+"""
+
+
+def _with_lib(js: str) -> str:
+    """``js`` with the shared functions above pasted where it names them (``/*ALL_PLOTS*/``, ``/*FRAMES_READY*/``)."""
+    return js.replace("/*ALL_PLOTS*/", _ALL_PLOTS_JS.strip()).replace("/*FRAMES_READY*/", _FRAMES_READY_JS.strip())
+
+
+_IDLE_JS = _with_lib("""
 ([settle, afterInput]) => {
+  /*FRAMES_READY*/
   const r = window.__stRun;
   if (!r) return false;
   r.read();
@@ -114,12 +166,15 @@ _IDLE_JS = """
     && !document.querySelector('[data-testid="stSkeleton"]')
     && !document.querySelector('[data-stale="true"]')
     && plotsDrawn
+    && framesReady()
     && now() - Math.max(r.changed, r.lastSend, r.lastRecv) >= settle;
 }
-"""
+""")
 
-_STATE_JS = """
+_STATE_JS = _with_lib("""
 () => {
+  /*ALL_PLOTS*/
+  /*FRAMES_READY*/
   const app = document.querySelector('[data-testid="stApp"]');
   const r = window.__stRun || {};
   return {
@@ -132,15 +187,21 @@ _STATE_JS = """
     plotly_charts: document.querySelectorAll('[data-testid="stPlotlyChart"]').length,
     plotly_drawn: [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
       .filter(gd => Array.isArray(gd.data)).length,
+    plotly_in_frames: allPlots(null).length - document.querySelectorAll('.js-plotly-plot').length,
+    frames_ready: framesReady(),
+    player_frame: [...document.querySelectorAll('iframe')].map(f => {
+      try { return f.contentDocument ? f.contentDocument.body.dataset.frame : null; } catch (e) { return null; }
+    }).filter(n => n !== null && n !== undefined),
     ms_ago: Object.fromEntries(['changed', 'lastInput', 'lastSend', 'lastRecv']
       .map(k => [k, r[k] >= 0 ? Math.round(performance.now() - r[k]) : null])),
   };
 }
-"""
+""")
 
-_PLOTLY_JS = """
+_PLOTLY_JS = _with_lib("""
 (i) => {
-  const plots = document.querySelectorAll('.js-plotly-plot');
+  /*ALL_PLOTS*/
+  const plots = allPlots(null);
   if (i >= plots.length || !Array.isArray(plots[i].data)) return null;
   // Plotly.js decodes {dtype, bdata} arrays into _inputArray; typed arrays become plain arrays.
   return JSON.stringify(plots[i].data, (key, value) => {
@@ -153,6 +214,13 @@ _PLOTLY_JS = """
     return value;
   });
 }
+""")
+
+# What a live player says when its figures could not be loaded (pages/player/index.html's #failed).
+_PLAYER_FAILED_JS = """
+() => [...document.querySelectorAll('iframe')].map(f => {
+  try { return f.contentDocument && f.contentDocument.getElementById('failed'); } catch (e) { return null; }
+}).filter(Boolean).map(el => el.innerText)
 """
 
 _ERROR_SELECTORS = ('[data-testid="stException"]', '[data-testid="stAlertContentError"]')
@@ -233,6 +301,8 @@ def error_texts(page: Page) -> list[str]:
         text = dialog.inner_text().strip()
         if re.search(r"not found|error", text, re.IGNORECASE):
             found.append(f"dialog: {text[:500]}")
+    for text in page.evaluate(_PLAYER_FAILED_JS):
+        found.append(f"player: {text}")
     found += [f"javascript: {e}" for e in _tracked.get(page, [])]
     return found
 
@@ -285,13 +355,102 @@ def screenshot(page: Page, name: str, directory: str | os.PathLike | None = None
     return path
 
 
-def plotly_count(page: Page) -> int:
-    return page.locator(".js-plotly-plot").count()
+_PLOTLY_COUNT_JS = _with_lib("""
+(scope) => {
+  /*ALL_PLOTS*/
+  return allPlots(scope).length;
+}
+""")
+
+
+def plotly_count(page: Page, scope: str | None = None) -> int:
+    """How many plotly charts the page has drawn (``.js-plotly-plot``), those inside same-origin iframes (the
+    toy page's player) included; with ``scope`` (a CSS selector, e.g. ``'[data-testid="stMain"]'``), only those
+    inside the first element it matches."""
+    return page.evaluate(_PLOTLY_COUNT_JS, scope)
+
+
+# The texts of the main area's markdown, in document order, an iframe standing for its player's status lines,
+# captions and headings (each without its "?" help mark).
+_MARKDOWN_TEXTS_JS = """
+(scope) => {
+  const out = [];
+  const text = (el, help) => {
+    if (!help || !el.querySelector('.help')) return el.innerText;
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll('.help').forEach(h => h.remove());
+    return copy.textContent;
+  };
+  const walk = (root, inFrame) => {
+    const sel = inFrame ? '[data-testid="playerRoot"] :is(.md, .caption, .heading), iframe'
+                        : '[data-testid="stMarkdownContainer"], iframe';
+    for (const el of root.querySelectorAll(sel)) {
+      if (el.tagName !== 'IFRAME') {
+        out.push(text(el, inFrame));
+        continue;
+      }
+      let doc = null;
+      try { doc = el.contentDocument; } catch (e) { doc = null; }
+      if (doc) walk(doc, true);
+    }
+  };
+  const root = scope ? document.querySelector(scope) : document;
+  if (root) walk(root, false);
+  return out;
+}
+"""
+
+MAIN = '[data-testid="stMain"]'
+
+
+def markdown_texts(page: Page, scope: str | None = MAIN) -> list[str]:
+    """The inner texts of the markdown in the main area (every ``stMarkdownContainer``: st.markdown, st.caption,
+    titles, button labels, …), in document order, where the toy page's player stands for the texts it shows
+    (status lines ``.md``, captions ``.caption``, headings ``.heading``, help marks left out).  ``scope``: another
+    CSS selector to read inside, or None for the whole document."""
+    return page.evaluate(_MARKDOWN_TEXTS_JS, scope)
+
+
+_FRAME_TEXTS_JS = """
+(scope) => {
+  const out = [];
+  const walk = (root) => {
+    for (const f of root.querySelectorAll('iframe')) {
+      let doc = null;
+      try { doc = f.contentDocument; } catch (e) { doc = null; }
+      if (!doc || !doc.body) continue;
+      out.push(doc.body.innerText);
+      walk(doc);
+    }
+  };
+  const root = scope ? document.querySelector(scope) : document;
+  if (root) walk(root);
+  return out;
+}
+"""
+
+
+def main_text(page: Page) -> str:
+    """The main area's inner text, followed by the inner text of each same-origin iframe inside it (the toy page's
+    player: its status lines, captions and headings), which is not part of its parent's inner text."""
+    return "\n".join([page.locator(MAIN).inner_text(), *page.evaluate(_FRAME_TEXTS_JS, MAIN)])
+
+
+def player(page: Page, index: int = 0) -> Frame:
+    """The ``index``-th live player's frame on the page (Playwright's Frame of its iframe), once it has shown a
+    frame."""
+    iframe = page.locator('iframe[data-testid="stCustomComponentV1"][title$=".player"]').nth(index)
+    frame = iframe.element_handle().content_frame()
+    if frame is None:
+        raise AssertionError("the player's iframe has no document")
+    frame.wait_for_function("() => document.body && document.body.dataset.frame !== undefined", polling=100)
+    return frame
 
 
 def plotly_data(page: Page, index: int = 0, *, timeout: float = DEFAULT_TIMEOUT_MS) -> list[dict[str, Any]]:
-    """The data traces of the ``index``-th plotly chart on the page (document order), as plain JSON:
-    numpy arrays come back as lists.  Waits for the chart to be drawn."""
+    """The data traces of the ``index``-th plotly chart on the page (document order, the charts of a same-origin
+    iframe such as the toy page's player counted at the iframe's place), as plain JSON: numpy arrays come back as
+    lists.  Waits for the chart to be drawn."""
     handle = page.wait_for_function(_PLOTLY_JS, arg=index, timeout=timeout, polling=100)
     return json.loads(handle.json_value())
 
@@ -357,8 +516,11 @@ def set_slider(page: Page, label: str, value: float, *, timeout: float = DEFAULT
     elif abs(value - hi) <= tol:
         thumb.press("End")
     else:
-        below = round(lo + (k - 1) * step, 12)
-        thumb.fill(repr(below))
+        below = round(lo + (k - 1) * step, 12) + 0.0  # never -0.0
+        # As the range input writes its value back ("59", not "59.0"): Playwright's fill fails with "Malformed
+        # value" when the input's value differs from the text it was given.
+        text = f"{below:.12f}".rstrip("0").rstrip(".")
+        thumb.fill(text if text not in ("", "-") else "0")
         thumb.press("ArrowRight")
     try:
         page.wait_for_function("([el, v, tol]) => Math.abs(+el.value - v) <= tol",
@@ -368,9 +530,10 @@ def set_slider(page: Page, label: str, value: float, *, timeout: float = DEFAULT
     wait_for_rerun(page, timeout=timeout)
 
 
-_PLOTLY_LAYOUT_JS = """
+_PLOTLY_LAYOUT_JS = _with_lib("""
 (i) => {
-  const plots = document.querySelectorAll('.js-plotly-plot');
+  /*ALL_PLOTS*/
+  const plots = allPlots(null);
   if (i >= plots.length || !plots[i]._fullLayout || !Array.isArray(plots[i].data)) return null;
   const L = plots[i]._fullLayout;
   return JSON.stringify({
@@ -381,18 +544,19 @@ _PLOTLY_LAYOUT_JS = """
     annotations: (L.annotations || []).map(a => a.text || ''),
   });
 }
-"""
+""")
 
 
 def plotly_layout(page: Page, index: int = 0, *, timeout: float = DEFAULT_TIMEOUT_MS) -> dict[str, Any]:
-    """What Plotly.js drew for chart ``index`` (its full layout, after Streamlit's theme): ``title`` (text,
-    with its HTML), ``font_size``, ``title_font_size``, ``height`` and ``annotations`` (subplot titles)."""
+    """What Plotly.js drew for chart ``index`` (numbered as in :func:`plotly_data`; its full layout, after
+    Streamlit's theme or the player's template): ``title`` (text, with its HTML), ``font_size``, ``title_font_size``,
+    ``height`` and ``annotations`` (subplot titles)."""
     handle = page.wait_for_function(_PLOTLY_LAYOUT_JS, arg=index, timeout=timeout, polling=100)
     return json.loads(handle.json_value())
 
 
 def plotly_titles(page: Page) -> list[str]:
-    """The title text of every plotly chart on the page, in document order."""
+    """The title text of every plotly chart on the page (the player's included), in document order."""
     return [plotly_layout(page, i)["title"] for i in range(plotly_count(page))]
 
 

@@ -9,6 +9,7 @@ from arcface_viz.losses import AFTER_ARCFACE, LOSSES
 from tests.browser.helpers import (
     assert_no_errors,
     button,
+    main_text,
     open_app,
     plotly_count,
     plotly_data,
@@ -43,7 +44,7 @@ def test_toy_lesson_with_each_new_loss(page, app_server, loss):
     _step(page, "toy-training:step")
     wait_for_plotly_change(page, 0, before, timeout=TIMEOUT_MS)
     assert_no_errors(page)
-    text = page.locator('[data-testid="stMain"]').inner_text()
+    text = main_text(page)  # the status line is the player's (an iframe)
     assert f"{LOSSES[loss].label} — step 200" in text
     titles = plotly_titles(page)
     info = LOSSES[loss]

@@ -9,6 +9,8 @@ import re
 from tests.browser.helpers import (
     assert_no_errors,
     button,
+    main_text,
+    markdown_texts,
     open_app,
     plotly_data,
     screenshot,
@@ -25,16 +27,12 @@ _STATUS = re.compile(r"^ArcFace — step (?P<step>[\d,]+) · .*· test (?P<test>
 
 
 def status(page) -> tuple[int, float] | None:
-    """(step, test accuracy %) of the status line on screen."""
-    for text in page.locator('[data-testid="stMain"] [data-testid="stMarkdownContainer"]').all_inner_texts():
+    """(step, test accuracy %) of the status line on screen (the player's, in its iframe: the frame shown)."""
+    for text in markdown_texts(page):
         m = _STATUS.match(text.strip())
         if m:
             return int(m["step"].replace(",", "")), float(m["test"])
     return None
-
-
-def main_texts(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def test_five_visitors_train_at_once_and_each_sees_their_run_move_and_finish(browser, app_server):
@@ -57,9 +55,9 @@ def test_five_visitors_train_at_once_and_each_sees_their_run_move_and_finish(bro
                        lambda page=page: (status(page) or (0, 0.0))[1] >= 99.0, page)
             assert_no_errors(page)
         for i, page in enumerate(pages[:3]):  # the same link: one run, and each is told so
-            assert "Shared run" in main_texts(page), i
+            assert "Shared run" in main_text(page), i
         for i, page in enumerate(pages[3:], start=3):  # a seed of one's own: one's own run
-            assert "Shared run" not in main_texts(page), i
+            assert "Shared run" not in main_text(page), i
         # a visitor's Pause pauses only that visitor
         button(pages[0], TRAIN).click()
         wait_for_button_label(pages[0], TRAIN, "Train", timeout=TIMEOUT_MS)

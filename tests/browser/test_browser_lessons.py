@@ -30,6 +30,8 @@ from tests.browser import helpers
 from tests.browser.helpers import (
     assert_no_errors,
     button,
+    main_text,
+    markdown_texts,
     open_app,
     plotly_count,
     plotly_data,
@@ -64,10 +66,6 @@ def query_of(page) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
-def main_text(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
-
-
 def headings(page) -> list[str]:
     return [t.strip() for t in page.locator('[data-testid="stHeading"] h1, [data-testid="stHeading"] h2')
             .all_inner_texts()]
@@ -96,9 +94,10 @@ _HEADER = re.compile(r"^(?P<loss>[^\n]+?) — step (?P<step>[\d,]+) · ")
 
 def toy_headers(page) -> list[tuple[str, int]]:
     """(loss label, step) of each trained model's header line ("ArcFace — step 120 · loss …"; the MNIST page's
-    reads the same way)."""
+    reads the same way), in the order shown.  The toy page's lines are the status lines of its player (an iframe:
+    the frame on screen), the MNIST page's are markdown in the main document; helpers.markdown_texts reads both."""
     out = []
-    for text in page.locator('[data-testid="stMain"] [data-testid="stMarkdownContainer"]').all_inner_texts():
+    for text in markdown_texts(page):
         m = _HEADER.match(text.strip())
         if m:
             out.append((m["loss"].strip(), int(m["step"].replace(",", ""))))

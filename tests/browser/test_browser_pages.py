@@ -14,8 +14,10 @@ import pytest
 from arcface_viz.params import CURVES_SPEC
 from pages._registry import PAGES
 from tests.browser.helpers import (
+    MAIN,
     assert_no_errors,
     open_app,
+    plotly_count,
     screenshot,
     set_slider,
     slider_text,
@@ -49,7 +51,7 @@ def test_page_opens_without_errors(page, app_server, url_path, title, name):
     assert current.count() == 1
     assert current.locator('[data-testid="stMarkdownContainer"]').inner_text().strip() == title
     main = page.locator('[data-testid="stMain"]')
-    charts = main.locator(".js-plotly-plot").count()
+    charts = plotly_count(page, MAIN)  # the toy page's player (an iframe) included
     headings = main.locator('[data-testid="stHeading"] h1, [data-testid="stHeading"] h2').count()
     assert charts + headings > 0, f"/{url_path} draws neither a plotly chart nor a heading"
     path = screenshot(page, name)
