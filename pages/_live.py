@@ -240,7 +240,7 @@ def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callab
         upto, frames = recent[-1][0], [p for _, p in recent]
     else:
         upto, frames = sess.cursor, [payload(sess)]
-    player(frames, key=f"{page}-player", run=run, upto=upto, playing=sess.running, interval=interval)
+    player(frames, key=f"{page}-player", run=run, upto=upto, playing=sess.running, interval=interval, present=big)
     wait_delivered(run, upto)
     if got is None:  # no server to tell what was delivered: what is sent counts as delivered
         recent.clear()

@@ -143,13 +143,14 @@ def encode(n: int, rows: Sequence[Sequence[Sequence[dict[str, Any]]]]) -> str:
 
 
 def player(frames: Sequence[str], *, key: str, run: str, upto: int, playing: bool, interval: float,
-           max_queue: int = 12) -> None:
+           present: bool = False, max_queue: int = 12) -> None:
     """Show ``frames`` (from :func:`encode`, oldest first): while ``playing``, after the frames the browser still
     has queued, one every ``interval`` seconds (at most ``max_queue`` waiting: older ones are skipped); when not
     playing, the last one at once.  ``run``: the run the frames belong to (another run's frames start afresh);
-    ``upto``: the newest frame's index (what :func:`track_delivery` reads: it comes first in the arguments)."""
+    ``upto``: the newest frame's index (what :func:`track_delivery` reads: it comes first in the arguments);
+    ``present``: the text in presenter mode's sizes."""
     _component()(upto=upto, run=run, frames="[" + ",".join(frames) + "]", playing=playing, interval=interval,
-                 max_queue=max_queue, key=key, default=None)
+                 present=present, max_queue=max_queue, key=key, default=None)
 
 
 _UPTO = re.compile(r'^\{"upto": (-?\d+), "run": "([0-9a-f]+)"')
