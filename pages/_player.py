@@ -153,7 +153,7 @@ def player(frames: Sequence[str], *, key: str, run: str, upto: int, playing: boo
                  present=present, max_queue=max_queue, key=key, default=None)
 
 
-_UPTO = re.compile(r'^\{"upto": (-?\d+), "run": "([0-9a-f]+)"')
+_UPTO = re.compile(r'^\{"upto": (-?\d+), "run": "([^"\\]*)"')
 
 
 def track_delivery() -> None:

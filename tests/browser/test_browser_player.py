@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,27 @@ def test_the_player_updates_the_figures_in_place_and_the_status_names_the_frame_
     print(f"{len(samples)} samples, {changes} changes of the figure, {grown} frames played while watched "
           f"({played[0]}…{played[-1]}), frames seen {sorted(frames_seen)}; picture: {pixels} coloured pixels, "
           f"{colours} colours")
+
+
+def test_the_server_knows_which_player_frame_reached_the_browser(tmp_path, page) -> None:
+    """pages/_player.py reads from a real server's flushes which player frame has left for the browser
+    (track_delivery), and wait_delivered holds a run until its frame has: after each run, the frame it sent is
+    the newest one delivered, and the next run starts knowing it.  (If Streamlit's internals moved, delivered()
+    would answer None or -1 here, and a busy classroom would lose or resend frames.)"""
+    from tests.browser.server import serve_app
+
+    with serve_app(tmp_path / "server.log", Path(__file__).with_name("player_delivery_app.py")) as base:
+        page.goto(base)
+        line = page.get_by_text(re.compile(r"^run \d+ · delivered"))
+        line.wait_for(timeout=TIMEOUT_MS)
+        seen = []
+        for clicks in range(3):
+            if clicks:
+                page.get_by_role("button", name="Again").click()
+            page.wait_for_function(f"() => /^run {clicks} · /.test(document.body.innerText.split('\\n')"
+                                   ".find(l => l.startsWith('run ')) || '')", timeout=TIMEOUT_MS)
+            seen.append(line.inner_text())
+        frame = page.frame_locator("iframe").first.locator(".md")
+        assert frame.inner_text() == "frame 2"
+    assert seen == ["run 0 · delivered before -1 · after 0", "run 1 · delivered before 0 · after 1",
+                    "run 2 · delivered before 1 · after 2"], seen

@@ -11,6 +11,7 @@ from arcface_viz.params import LOSS_SPEC
 from tests.browser.helpers import (
     assert_no_errors,
     button,
+    main_text,
     open_app,
     plotly_data,
     screenshot,
@@ -63,5 +64,5 @@ def test_click_a_cell_opens_its_run_in_the_toy_lesson(app_server, page):
         ("fig3", "arcface", "64.0", "0.8", "2"), page.url
     assert slider_value(page, LOSS_SPEC["s"].title) == 64.0
     assert slider_value(page, LOSS_SPEC["m2"].title) == 0.8
-    assert "ArcFace — step 0" in page.locator('[data-testid="stMain"]').inner_text()
+    assert "ArcFace — step 0" in main_text(page)  # the status line is in the live player
     screenshot(page, "sweep-opened-cell-in-toy-lesson")
