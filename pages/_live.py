@@ -244,5 +244,31 @@ def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callab
     wait_delivered(run, upto)
     if got is None:  # no server to tell what was delivered: what is sent counts as delivered
         recent.clear()
+    if not sess.running and st.session_state.get("exports"):
+        export_buttons(page, frames[-1])
     if running and not sess.running:
         st.rerun()
+
+
+def export_buttons(page: str, frame: str) -> None:
+    """With the export buttons switched on: each figure of the player's frame on screen (``frame``, encoded) as a
+    self-contained interactive HTML file, as pages/_ui.chart offers under a chart."""
+    import json
+    import re
+
+    import plotly.graph_objects as go
+
+    from arcface_viz.plots.style import standalone_html
+    from pages._player import player_template
+
+    figs = [item for row in json.loads(frame)["rows"] for col in row for item in col if "fig" in item]
+    cols = st.columns(max(1, len(figs)))
+    for col, item in zip(cols, figs, strict=False):
+        spec = item["fig"]
+        layout = {"template": player_template(), **spec.get("layout", {})}
+        name = f"{page}-{item['key']}"
+        title = layout.get("title")
+        title = re.sub(r"<[^>]+>", "", (title.get("text") if isinstance(title, dict) else title) or item["key"])
+        col.download_button(f"{title} (HTML)", standalone_html(go.Figure(
+            {"data": spec.get("data", []), "layout": layout}), name), file_name=f"{name}.html", mime="text/html",
+            key=f"{page}:html:{item['key']}", icon=":material/download:", on_click="ignore")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,22 @@ def test_norm_and_state_figures_reach_the_player_without_the_template():
     assert keys == ["emb-0", "norms-0", "theta-0", "curves-0", "state-0"], keys
     frame = player_frames(at)[-1]
     assert all("template" not in i["fig"]["layout"] for i in frame_items(frame) if "fig" in i)
+
+
+def test_export_buttons_offer_each_figure_of_the_paused_frame_as_html():
+    """With the export buttons on, a paused toy page offers every figure of the player's frame on screen as an
+    interactive HTML file (titled by the figure), as the other pages do under each chart; none while off."""
+    at = open_page("pages/toy_training.py", {"dataset": "blobs", "samples": "40"})
+    items = [i for i in frame_items(player_frames(at)[-1]) if "fig" in i]
+    assert not [d for d in at.get("download_button") if d.proto.label.endswith("(HTML)")
+                and "animation" not in d.proto.label]
+    [t for t in at.toggle if t.label == "Export buttons"][0].set_value(True).run()
+    html = [d for d in at.get("download_button") if "animation" not in d.proto.label]
+    assert len(html) == len(items) >= 3
+
+    def title(item: dict) -> str:  # the figure's title as text, or its key where it has none (the curves)
+        t = item["fig"]["layout"].get("title")
+        return re.sub(r"<[^>]+>", "", (t.get("text") if isinstance(t, dict) else t) or item["key"])
+
+    assert [d.proto.label for d in html] == [f"{title(i)} (HTML)" for i in items]
+    assert any("embeddings" in d.proto.label for d in html)
