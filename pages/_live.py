@@ -196,12 +196,16 @@ Rows = list[list[list[dict[str, Any]]]]  # rows of columns of player items (page
 
 
 def play(page: str, sess: LiveSession, steps: int, interval: float, rows: Callable[[LiveSession], Rows],
-         max_play: int = 8) -> None:
+         max_play: int = 8, still: Callable[[LiveSession], None] | None = None) -> None:
     """One frame of the live fragment through the player (pages/_player.py): a running session moves on in its
     turn (see :func:`live_frame`) and sends every frame it moved through (the last ``max_play`` of them), which
     the browser plays one ``interval`` apart; a paused one sends the frame on screen.  ``rows(view)``: the
     player's rows for the frame a view of the run shows, built once per frame of the run for every visitor who
-    shows it."""
+    shows it.  ``still(sess)``: how a paused session draws itself instead (with Streamlit's own elements: charts
+    that take clicks, for instance); by default the player shows the frame on screen."""
+    if still is not None and not sess.running:
+        live_frame(sess, steps, interval, still)
+        return
     from arcface_viz.plots.style import presenter_spec
     from pages._player import delivered, encode, player, track_delivery, wait_delivered
     from pages._ui import presenter_on

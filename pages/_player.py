@@ -134,7 +134,8 @@ def strip_template(spec: dict[str, Any]) -> dict[str, Any]:
 def encode(n: int, rows: Sequence[Sequence[Sequence[dict[str, Any]]]]) -> str:
     """Frame ``n`` of a run as the player reads it: rows of columns of items, each item one of
     ``{"md": text}`` (markdown: **bold**, *italic*, `code`), ``{"heading": text}``, ``{"caption": text, "help": text}``,
-    ``{"html": text}`` (a caption with inline HTML) or ``{"fig": figure dict, "key": name}``."""
+    ``{"html": text}`` (a caption with inline HTML), ``{"progress": 0…1, "text": text}``, ``{"table": [row dicts]}``,
+    ``{"images": [data URIs], "captions": [text]}`` or ``{"fig": figure dict, "key": name}``."""
     import orjson
 
     rows = [[[{**i, "fig": strip_template(i["fig"])} if "fig" in i else i for i in col] for col in row]

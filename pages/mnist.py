@@ -31,7 +31,18 @@ from arcface_viz.plots.sphere import embedding_figure, theta_histogram_spec
 from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
-from pages._live import get_or_build, live_buttons, live_frame, norm_views, shown_frame, state_chart
+from pages._live import (
+    NORMS_CAPTION,
+    NORMS_HEADING,
+    get_or_build,
+    live_buttons,
+    norm_panels,
+    norm_views,
+    play,
+    shown_frame,
+    state_chart,
+    state_fig,
+)
 from pages._ui import chart, columns, controls, page_state, sync_url
 from toy_data import DATASETS, DatasetError, available_datasets, download, load_dataset
 
@@ -273,9 +284,42 @@ def draw(run: LiveSession) -> None:
         confusion_block(i, panel, left, right)
 
 
+def rows(view: LiveSession) -> list:
+    """The frame a view of the run shows while it trains, as the player's rows (pages/_player.py): the same
+    content as :func:`draw`, from the same figures, without the clicks (the player has none: a paused page draws
+    with :func:`draw`, whose charts take clicks)."""
+    shown = view.run.memo((view.cursor, view.max_snapshots), lambda: figures(view), frame=view.cursor)
+    fraction, text = shown["progress"]
+    panels, titles = shown["panels"], shown["titles"]
+    out = [[[{"progress": fraction, "text": text}]], [[{"md": line}] for line in shown["status"]]]
+    out.append([[{"fig": p["emb"], "key": f"emb-{i}"}, *([{"fig": p["map"], "key": f"map-{i}"}] if p["map"] else []),
+                 {"caption": "Pause to click a point (or box-select several) and see the images behind it."}]
+                for i, p in enumerate(panels)])
+    norms = norm_panels(view, titles, list(view.trainers[0].data.classes))
+    if norms:
+        out.append([[{"heading": NORMS_HEADING}, {"caption": NORMS_CAPTION}]])
+        out.append([[{"fig": wire(n[0].to_dict()), "key": f"norms-{i}"}, {"html": n[1]}] if n else []
+                    for i, n in enumerate(norms)])
+    lower, confusion = [], []
+    for i, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+        state = state_fig(view, i, title)
+        lower.append(([{"fig": panel["curves"], "key": f"curves-{i}"}]
+                      + ([{"fig": wire(state.to_dict()), "key": f"state-{i}"}] if state is not None else []),
+                      [{"fig": panel["theta"], "key": f"theta-{i}"}]))
+        pairs = [{"md": "**Most confused pairs** and the angle between their class centres W_j:"},
+                 {"table": panel["pairs"]}] if panel["pairs"] else [{"caption": "No test image is confused."}]
+        if panel["examples"]:
+            caption, images, captions = panel["examples"]
+            pairs += [{"caption": caption}, {"images": images, "captions": captions}]
+        confusion.append(([{"fig": panel["conf"], "key": f"conf-{i}"}], pairs))
+    for block in (lower, confusion):  # one run: two pictures side by side; compare mode: one column per run
+        out.append(list(block[0]) if len(block) == 1 else [left + right for left, right in block])
+    return out
+
+
 @st.fragment(run_every=TICK_SECONDS if run.running else None)
 def live() -> None:
-    live_frame(run, values["steps_per_frame"], TICK_SECONDS, draw)
+    play(PAGE, run, values["steps_per_frame"], TICK_SECONDS, rows, still=draw)
 
 
 live()

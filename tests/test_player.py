@@ -257,3 +257,33 @@ def test_export_buttons_offer_each_figure_of_the_paused_frame_as_html():
 
     assert [d.proto.label for d in html] == [f"{title(i)} (HTML)" for i in items]
     assert any("embeddings" in d.proto.label for d in html)
+
+
+def test_mnist_page_plays_its_frames_while_training_and_draws_clickable_charts_when_paused(monkeypatch):
+    """The MNIST lesson trains through the player (every frame: progress, status line, figures, confusion table,
+    all of one frame) and, paused, draws Streamlit's own charts, which take clicks."""
+    page, query = "pages/mnist.py", {"dataset": "digits", "dim": "2", "steps_per_frame": "5"}
+    at = open_page(page, query)
+    assert player_args(at) is None and at.get("plotly_chart")  # paused: clickable charts, no player
+    button(at, "Train").click().run()
+    monkeypatch.setattr(PACER, "frames", lambda since, interval, now=None: (3, 3))
+    at.run()
+    assert not at.exception, at.exception
+    args = player_args(at)
+    frames = player_frames(at)
+    assert args["playing"] is True and [f["n"] for f in frames] == [2, 3, 4]
+    for f in frames:
+        items = frame_items(f)
+        progress = next(i for i in items if "progress" in i)
+        status = next(i["md"] for i in items if "md" in i)
+        step = f["n"] * 5
+        assert status.startswith(f"**ArcFace** — step {step} ")
+        spe = 11  # digits: 1,437 training images in batches of 128
+        assert progress["text"].startswith(f"epoch {step // spe + 1}: step {step % spe} of {spe} ")
+        assert abs(progress["progress"] - (step % spe) / spe) < 1e-9
+        keys = [i["key"] for i in items if "fig" in i]
+        assert keys[:1] == ["emb-0"] and {"curves-0", "theta-0", "conf-0"} <= set(keys)
+    monkeypatch.undo()
+    button(at, "Pause").click().run()
+    assert not at.exception and player_args(at) is None
+    assert at.get("plotly_chart")[0].proto.selection_mode  # clicks come back again
