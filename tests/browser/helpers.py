@@ -198,13 +198,9 @@ _STATE_JS = _with_lib("""
 }
 """)
 
-_PLOTLY_JS = _with_lib("""
-(i) => {
-  /*ALL_PLOTS*/
-  const plots = allPlots(null);
-  if (i >= plots.length || !Array.isArray(plots[i].data)) return null;
-  // Plotly.js decodes {dtype, bdata} arrays into _inputArray; typed arrays become plain arrays.
-  return JSON.stringify(plots[i].data, (key, value) => {
+# The replacer for JSON.stringify of a graph's data: plotly.js decodes {dtype, bdata} arrays into _inputArray;
+# typed arrays become plain arrays.
+PLOTLY_DATA_REPLACER = """(key, value) => {
     if (value && typeof value === 'object' && !Array.isArray(value) && '_inputArray' in value) {
       const a = value._inputArray;
       return Array.isArray(a) ? a.map(row => ArrayBuffer.isView(row) ? Array.from(row) : row)
@@ -212,9 +208,16 @@ _PLOTLY_JS = _with_lib("""
     }
     if (ArrayBuffer.isView(value)) return Array.from(value);
     return value;
-  });
+  }"""
+
+_PLOTLY_JS = _with_lib("""
+(i) => {
+  /*ALL_PLOTS*/
+  const plots = allPlots(null);
+  if (i >= plots.length || !Array.isArray(plots[i].data)) return null;
+  return JSON.stringify(plots[i].data, PLOTLY_DATA_REPLACER);
 }
-""")
+""".replace("PLOTLY_DATA_REPLACER", PLOTLY_DATA_REPLACER))
 
 # What a live player says when its figures could not be loaded (pages/player/index.html's #failed).
 _PLAYER_FAILED_JS = """

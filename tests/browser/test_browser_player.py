@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.browser.helpers import (
+    PLOTLY_DATA_REPLACER,
     assert_no_errors,
     button,
     markdown_texts,
@@ -51,15 +52,7 @@ _SAMPLE_JS = """
   const root = document.querySelector('[data-testid="playerRoot"]');
   const gd = root.querySelector('.plot[data-key="emb-0"]');
   const status = root.querySelector('.md');
-  const data = gd && Array.isArray(gd.data) ? JSON.stringify(gd.data, (key, value) => {
-    if (value && typeof value === 'object' && !Array.isArray(value) && '_inputArray' in value) {
-      const a = value._inputArray;
-      return Array.isArray(a) ? a.map(row => ArrayBuffer.isView(row) ? Array.from(row) : row)
-                              : ArrayBuffer.isView(a) ? Array.from(a) : a;
-    }
-    if (ArrayBuffer.isView(value)) return Array.from(value);
-    return value;
-  }) : null;
+  const data = gd && Array.isArray(gd.data) ? JSON.stringify(gd.data, PLOTLY_DATA_REPLACER) : null;
   return {
     same_node: !!gd && gd.__testTag === tag && gd.isConnected,
     graphs: root.querySelectorAll('.plot').length,
@@ -70,7 +63,7 @@ _SAMPLE_JS = """
     now: performance.now(),
   };
 }
-"""
+""".replace("PLOTLY_DATA_REPLACER", PLOTLY_DATA_REPLACER)
 
 # The embedding figure's box in the page: the iframe's place plus the figure's place inside it.
 _FIGURE_BOX_JS = """
