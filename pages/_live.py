@@ -172,6 +172,19 @@ def norm_views(page: str, run: LiveSession, titles: list[str], class_names: list
                 st.caption(panel[1], unsafe_allow_html=True)
 
 
+def norm_rows(run: LiveSession, titles: list[str], class_names: list[str]) -> list:
+    """:func:`norm_panels` as the player's rows (pages/_player.py): the heading, then one column per trainer;
+    none when no loss of the run reads norms."""
+    from arcface_viz.plots.style import wire
+
+    panels = norm_panels(run, titles, class_names)
+    if not panels:
+        return []
+    return [[[{"heading": NORMS_HEADING}, {"caption": NORMS_CAPTION}]],
+            [[{"fig": wire(p[0].to_dict()), "key": f"norms-{i}"}, {"html": p[1]}] if p else []
+             for i, p in enumerate(panels)]]
+
+
 def state_fig(run: LiveSession, i: int, title: str) -> Any:
     """Trainer i's running loss state over the steps (AdaFace's μ and σ, CurricularFace's t, AdaCos's s); None
     for a loss without state.  Built once per frame of the run, for every visitor."""

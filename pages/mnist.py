@@ -32,11 +32,9 @@ from arcface_viz.plots.style import wire
 from arcface_viz.settings import hosted
 from arcface_viz.training import build_compare_trainers, reconfigure
 from pages._live import (
-    NORMS_CAPTION,
-    NORMS_HEADING,
     get_or_build,
     live_buttons,
-    norm_panels,
+    norm_rows,
     norm_views,
     play,
     shown_frame,
@@ -295,11 +293,7 @@ def rows(view: LiveSession) -> list:
     out.append([[{"fig": p["emb"], "key": f"emb-{i}"}, *([{"fig": p["map"], "key": f"map-{i}"}] if p["map"] else []),
                  {"caption": "Pause to click a point (or box-select several) and see the images behind it."}]
                 for i, p in enumerate(panels)])
-    norms = norm_panels(view, titles, list(view.trainers[0].data.classes))
-    if norms:
-        out.append([[{"heading": NORMS_HEADING}, {"caption": NORMS_CAPTION}]])
-        out.append([[{"fig": wire(n[0].to_dict()), "key": f"norms-{i}"}, {"html": n[1]}] if n else []
-                    for i, n in enumerate(norms)])
+    out += norm_rows(view, titles, list(view.trainers[0].data.classes))
     lower, confusion = [], []
     for i, (panel, title) in enumerate(zip(panels, titles, strict=True)):
         state = state_fig(view, i, title)

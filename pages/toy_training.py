@@ -19,7 +19,7 @@ from arcface_viz.plots.sphere import (
 from arcface_viz.plots.style import standalone_html, wire
 from arcface_viz.stats import GAP_HELP
 from arcface_viz.training import ToyConfig, build_compare_trainers, reconfigure
-from pages._live import NORMS_CAPTION, NORMS_HEADING, get_or_build, live_buttons, norm_panels, play, state_fig
+from pages._live import get_or_build, live_buttons, norm_rows, play, state_fig
 from pages._ui import controls, page_state, sync_url
 
 PAGE = "toy-training"
@@ -105,11 +105,7 @@ def rows(run: LiveSession) -> list:
     out.append([[{"fig": wire(fig), "key": f"emb-{i}"}, {"caption": gap_readout(snap), "help": GAP_HELP},
                  *([{"html": noisy_readout(snap.noisy)}] if snap.subcentres is not None else [])]
                 for i, (fig, snap) in enumerate(zip(emb, snaps, strict=True))])
-    norms = norm_panels(run, titles, names)
-    if norms:
-        out.append([[{"heading": NORMS_HEADING}, {"caption": NORMS_CAPTION}]])
-        out.append([[{"fig": wire(p[0].to_dict()), "key": f"norms-{i}"}, {"html": p[1]}] if p else []
-                    for i, p in enumerate(norms)])
+    out += norm_rows(run, titles, names)
     lower = []
     for i, (hist, title) in enumerate(zip(run.history, titles, strict=True)):
         col = [{"fig": wire(theta_histogram_spec(hist, title=f"θ_yi over training (Fig. 4a) — {title}")),
